@@ -126,6 +126,15 @@
 #endif
 #endif
 
+// Watch the socket directory with inotify in Ipc::wait() instead of polling.
+#ifndef IPC_HPP_HAVE_INOTIFY
+#if defined(__linux__)
+#define IPC_HPP_HAVE_INOTIFY 1
+#else
+#define IPC_HPP_HAVE_INOTIFY 0
+#endif
+#endif
+
 // Tell a live server from a stale socket file by reading /proc/net/unix
 // instead of connecting (a connect-and-drop probe resets a PHP server's carry).
 #ifndef IPC_HPP_HAVE_PROC_NET_UNIX
@@ -140,12 +149,15 @@
 // 4. Includes — POSIX C headers and small standard headers only.
 // ===========================================================================
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <memory>
 #include <new>
 #include <string>
 #include <string_view>
@@ -161,6 +173,9 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <dirent.h>
+#if IPC_HPP_HAVE_INOTIFY
+#include <sys/inotify.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -668,7 +683,8 @@ inline Protocol classify(std::string_view type, std::string_view body) noexcept 
 // included, at most 4 GiB - 1).
 class Message {
 public:
-    Message() : type_(MediaType::octet_stream()) {}
+    // An empty text/plain message (no allocation).
+    Message() : type_(MediaType::text_plain()) {}
     Message(MediaType type, std::string content) : type_(std::move(type)), content_(std::move(content)) {}
 
     // Validates the media type; refuses content over 4 GiB - 1.
@@ -776,6 +792,81 @@ inline Result<std::string> encode(const Message& m) {
     return out;
 }
 
+namespace detail {
+// A growable byte buffer that, unlike std::string, does not zero-fill the
+// room it makes for a read, and keeps its capacity between frames.
+class Buffer {
+public:
+    Buffer() = default;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) { o.data_ = nullptr; o.size_ = o.cap_ = 0; }
+    Buffer& operator=(Buffer&& o) noexcept {
+        if (this != &o) {
+            std::free(data_);
+            data_ = o.data_; size_ = o.size_; cap_ = o.cap_;
+            o.data_ = nullptr; o.size_ = o.cap_ = 0;
+        }
+        return *this;
+    }
+    ~Buffer() { std::free(data_); }
+
+    char* data() noexcept { return data_; }
+    const char* data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+    std::size_t capacity() const noexcept { return cap_; }
+    bool empty() const noexcept { return size_ == 0; }
+
+    // Makes room for n more bytes and returns where they go (size unchanged).
+    char* reserve_tail(std::size_t n) {
+        if (cap_ - size_ < n) grow(size_ + n);
+        return data_ + size_;
+    }
+    void commit(std::size_t n) noexcept { size_ += n; }
+    void append(const void* p, std::size_t n) {
+        if (n == 0) return;
+        std::memcpy(reserve_tail(n), p, n);
+        size_ += n;
+    }
+    // Drops the first n bytes.
+    void consume(std::size_t n) noexcept {
+        if (n >= size_) {
+            size_ = 0;
+        } else {
+            std::memmove(data_, data_ + n, size_ - n);
+            size_ -= n;
+        }
+    }
+    void clear() noexcept { size_ = 0; }
+    // Gives memory back when the buffer is much larger than what it holds.
+    void shrink(std::size_t keep = 4096) noexcept {
+        if (cap_ <= keep || size_ > keep) return;
+        char* p = static_cast<char*>(std::realloc(data_, keep));
+        if (p != nullptr) {
+            data_ = p;
+            cap_ = keep;
+        }
+    }
+
+private:
+    void grow(std::size_t need) {
+        std::size_t cap = cap_ < 256 ? 256 : cap_;
+        while (cap < need) cap = cap > (SIZE_MAX / 2) ? need : cap * 2;
+        char* p = static_cast<char*>(std::realloc(data_, cap));
+        if (p == nullptr) {
+            IPC_HPP_CONFIG_ASSERT(false, "out of memory");
+            std::abort();
+        }
+        data_ = p;
+        cap_ = cap;
+    }
+
+    char* data_ = nullptr;
+    std::size_t size_ = 0;
+    std::size_t cap_ = 0;
+};
+}  // namespace detail
+
 // Incremental frame decoder. Feed it bytes in chunks of any size (one at a
 // time included) and take complete messages out with next(). A frame whose
 // announced content exceeds the maximum is refused from its length prefix,
@@ -794,7 +885,7 @@ public:
     // Copies bytes in.
     void feed(const void* data, std::size_t n) {
         compact();
-        buf_.append(static_cast<const char*>(data), n);
+        buf_.append(data, n);
     }
     void feed(std::string_view s) { feed(s.data(), s.size()); }
 
@@ -802,11 +893,9 @@ public:
     // commit how many arrived.
     char* prepare(std::size_t n) {
         compact();
-        committed_ = buf_.size();
-        buf_.resize(committed_ + n);
-        return &buf_[committed_];
+        return buf_.reserve_tail(n);
     }
-    void commit(std::size_t n) noexcept { buf_.resize(committed_ + n); }
+    void commit(std::size_t n) noexcept { buf_.commit(n); }
 
     // Decodes the next complete frame into `out`.
     Status next(Message& out) {
@@ -852,8 +941,10 @@ public:
     // Gives memory back after a burst of large messages.
     void shrink() {
         compact();
-        if (buf_.capacity() > 65536 && buf_.size() < 4096) buf_.shrink_to_fit();
+        buf_.shrink();
+        if (type_.capacity() > 256) std::string().swap(type_);
     }
+    std::size_t capacity() const noexcept { return buf_.capacity(); }
     void reset() noexcept {
         buf_.clear();
         pos_ = 0;
@@ -868,28 +959,1396 @@ private:
         error_ = Error{c, 0, where};
         return Status::error;
     }
-    void compact() {
+    void compact() noexcept {
         if (pos_ == 0) return;
-        if (pos_ == buf_.size()) {
-            buf_.clear();
-        } else {
-            buf_.erase(0, pos_);
-        }
+        buf_.consume(pos_);
         pos_ = 0;
     }
 
-    std::string buf_;
-    std::size_t pos_ = 0;
-    std::size_t committed_ = 0;
-    std::size_t want_ = 0;
+    detail::Buffer buf_;
     std::string type_;  // the current frame's media type, canonical
+    std::size_t pos_ = 0;
+    std::size_t want_ = 0;
     std::uint32_t max_;
     bool failed_ = false;
     bool checked_ = false;
     Error error_{};
 };
 
-//@@CONTINUE@@
+// ===========================================================================
+// 8. detail: time, file descriptors, syscalls, paths, liveness
+//    One policy for every syscall: EINTR is retried against a recomputed
+//    deadline; sends use MSG_NOSIGNAL; fds are close-on-exec; close() is
+//    never retried; every timeout is measured on CLOCK_MONOTONIC.
+// ===========================================================================
+
+// A duration in milliseconds; negative means "no limit".
+class Milliseconds {
+public:
+    constexpr explicit Milliseconds(std::int64_t ms) noexcept : ms_(ms) {}
+    static constexpr Milliseconds forever() noexcept { return Milliseconds(-1); }
+    constexpr std::int64_t count() const noexcept { return ms_; }
+    constexpr bool is_forever() const noexcept { return ms_ < 0; }
+    friend constexpr bool operator==(Milliseconds a, Milliseconds b) noexcept { return a.ms_ == b.ms_; }
+    friend constexpr bool operator!=(Milliseconds a, Milliseconds b) noexcept { return a.ms_ != b.ms_; }
+
+private:
+    std::int64_t ms_;
+};
+
+// A process's credentials as the kernel reports them (SO_PEERCRED).
+struct Peer {
+    pid_t pid = 0;
+    uid_t uid = static_cast<uid_t>(-1);
+    gid_t gid = static_cast<gid_t>(-1);
+};
+
+namespace detail {
+
+inline std::int64_t now_ms() noexcept {
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000 + static_cast<std::int64_t>(ts.tv_nsec / 1000000);
+}
+
+// A point on the monotonic clock, or never.
+class Deadline {
+public:
+    static Deadline after(Milliseconds d) noexcept {
+        Deadline x;
+        x.at_ = d.is_forever() ? -1 : now_ms() + d.count();
+        return x;
+    }
+    static Deadline never() noexcept { return Deadline{}; }
+    bool is_never() const noexcept { return at_ < 0; }
+    bool passed(std::int64_t now) const noexcept { return at_ >= 0 && now >= at_; }
+    bool passed() const noexcept { return passed(now_ms()); }
+    // Milliseconds left, clamped to [0, cap]; cap < 0 means no cap; -1 = infinite.
+    int poll_timeout(std::int64_t cap = -1) const noexcept {
+        std::int64_t left = -1;
+        if (at_ >= 0) {
+            left = at_ - now_ms();
+            if (left < 0) left = 0;
+        }
+        if (cap >= 0 && (left < 0 || cap < left)) left = cap;
+        if (left > 0x7FFFFFFF) left = 0x7FFFFFFF;
+        return static_cast<int>(left);
+    }
+
+private:
+    std::int64_t at_ = -1;
+};
+
+// An owned file descriptor.
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd) noexcept : fd_(fd) {}
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+    Fd& operator=(Fd&& o) noexcept {
+        if (this != &o) {
+            reset();
+            fd_ = o.fd_;
+            o.fd_ = -1;
+        }
+        return *this;
+    }
+    ~Fd() { reset(); }
+    int get() const noexcept { return fd_; }
+    bool valid() const noexcept { return fd_ >= 0; }
+    void reset() noexcept {
+        if (fd_ >= 0) ::close(fd_);  // never retried: the fd is gone either way on Linux
+        fd_ = -1;
+    }
+
+private:
+    int fd_ = -1;
+};
+
+inline bool set_nonblock_cloexec(int fd) noexcept {
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return false;
+    int fdfl = ::fcntl(fd, F_GETFD);
+    return fdfl >= 0 && ::fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) >= 0;
+}
+
+// A non-blocking, close-on-exec AF_UNIX stream socket.
+inline Result<Fd> stream_socket() {
+#if IPC_HPP_HAVE_SOCK_CLOEXEC
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return fail(Errc::socket, errno, "socket");
+    return Fd(fd);
+#else
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) return fail(Errc::socket, errno, "socket");
+    Fd owned(fd);
+    if (!set_nonblock_cloexec(fd)) return fail(Errc::socket, errno, "fcntl");
+    return owned;
+#endif
+}
+
+inline int send_flags() noexcept {
+#if IPC_HPP_HAVE_MSG_NOSIGNAL
+    return MSG_NOSIGNAL | MSG_DONTWAIT;
+#else
+    return MSG_DONTWAIT;
+#endif
+}
+
+// One send(): bytes written (>= 0, 0 when the socket is full) or -1 with errno.
+inline long send_some(int fd, const char* p, std::size_t n) noexcept {
+    for (;;) {
+        ssize_t r = ::send(fd, p, n, send_flags());
+        if (r >= 0) return static_cast<long>(r);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        return -1;
+    }
+}
+
+// One recv(): bytes read, 0 at end of file, -2 when nothing is there, -1 on error.
+inline long recv_some(int fd, char* p, std::size_t n) noexcept {
+    for (;;) {
+        ssize_t r = ::recv(fd, p, n, MSG_DONTWAIT);
+        if (r >= 0) return static_cast<long>(r);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return -2;
+        return -1;
+    }
+}
+
+// poll() on one fd until ready or the deadline; cap bounds one wait (ms).
+// Returns revents, 0 on timeout, -1 on error.
+inline int poll_one(int fd, short events, const Deadline& deadline, std::int64_t cap = -1) noexcept {
+    for (;;) {
+        struct pollfd p {};
+        p.fd = fd;
+        p.events = events;
+        int r = ::poll(&p, 1, deadline.poll_timeout(cap));
+        if (r > 0) return p.revents;
+        if (r == 0) return 0;
+        if (errno != EINTR) return -1;
+    }
+}
+
+inline Error io_error(int err, const char* where) noexcept {
+    if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) return Error{Errc::closed_by_peer, err, where};
+    return Error{Errc::io, err, where};
+}
+
+// The reference's default directory: sys_get_temp_dir() . '/innmind/ipc'.
+inline std::string default_directory() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string dir = (tmp != nullptr && *tmp != '\0') ? std::string(tmp) : std::string("/tmp");
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    if (dir != "/") dir += '/';
+    dir += "innmind/ipc";
+    return dir;
+}
+
+// mkdir -p with `mode` for the directories it creates.
+inline Result<Unit> make_directories(const std::string& dir, mode_t mode) {
+    if (dir.empty()) return fail(Errc::directory, ENOENT, "empty directory");
+    std::string part;
+    part.reserve(dir.size());
+    for (std::size_t i = 0; i <= dir.size(); ++i) {
+        if (i == dir.size() || (dir[i] == '/' && i > 0)) {
+            if (::mkdir(part.c_str(), mode) != 0 && errno != EEXIST) return fail(Errc::directory, errno, "mkdir");
+        }
+        if (i < dir.size()) part += dir[i];
+    }
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return fail(Errc::directory, errno, "stat");
+    if (!S_ISDIR(st.st_mode)) return fail(Errc::directory, ENOTDIR, "not a directory");
+    return Unit{};
+}
+
+inline std::string socket_path(const std::string& dir, const Name& name) {
+    std::string p = dir;
+    if (p.empty() || p.back() != '/') p += '/';
+    p += name.str();
+    p += ".sock";
+    return p;
+}
+
+// Fills a sockaddr_un; a path that does not fit is an error, never truncated.
+inline Result<socklen_t> unix_address(const std::string& path, struct sockaddr_un& addr) {
+    std::memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof addr.sun_path) return fail(Errc::path_too_long, ENAMETOOLONG, "sun_path");
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    return static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size() + 1);
+}
+
+inline bool is_socket_file(const std::string& path) noexcept {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+// The paths of listening AF_UNIX sockets, from /proc/net/unix. false when
+// the file cannot be read (then callers probe by connecting).
+inline bool listening_paths(std::vector<std::string>& out) {
+    out.clear();
+#if IPC_HPP_HAVE_PROC_NET_UNIX
+    int fd = ::open("/proc/net/unix", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    Fd owned(fd);
+    std::string text;
+    char chunk[16384];
+    for (;;) {
+        ssize_t r = ::read(fd, chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return false;
+        if (r == 0) break;
+        text.append(chunk, static_cast<std::size_t>(r));
+    }
+    // Num RefCount Protocol Flags Type St Inode Path; listening sockets
+    // carry __SO_ACCEPTCON (0x10000) in Flags.
+    std::size_t line_start = text.find('\n');
+    while (line_start != std::string::npos && line_start + 1 < text.size()) {
+        std::size_t b = line_start + 1;
+        std::size_t e = text.find('\n', b);
+        if (e == std::string::npos) e = text.size();
+        std::string_view line(text.data() + b, e - b);
+        line_start = e < text.size() ? e : std::string::npos;
+        std::size_t field = 0, i = 0;
+        std::string_view fields[7];
+        while (field < 7 && i < line.size()) {
+            while (i < line.size() && line[i] == ' ') ++i;
+            std::size_t j = i;
+            while (j < line.size() && line[j] != ' ') ++j;
+            fields[field++] = line.substr(i, j - i);
+            i = j;
+        }
+        if (field < 7 || i >= line.size()) continue;
+        ++i;  // the single space before the path
+        unsigned long flags = std::strtoul(std::string(fields[3]).c_str(), nullptr, 16);
+        if ((flags & 0x10000UL) == 0) continue;
+        out.emplace_back(line.substr(i));
+    }
+    return true;
+#else
+    return false;
+#endif
+}
+
+// Connect-probe: 1 = something accepts there, 0 = refused or absent, -1 = error.
+inline int probe_by_connect(const std::string& path) {
+    struct sockaddr_un addr {};
+    auto len = unix_address(path, addr);
+    if (!len) return -1;
+    auto sock = stream_socket();
+    if (!sock) return -1;
+    int r;
+    do {
+        r = ::connect(sock->get(), reinterpret_cast<const struct sockaddr*>(&addr), len.value());
+    } while (r != 0 && errno == EINTR);
+    if (r == 0 || errno == EAGAIN || errno == EINPROGRESS) return 1;  // EAGAIN: backlog full, alive
+    return 0;
+}
+
+// Whether a live server listens at path. Reads /proc/net/unix so that a
+// live server is never connected to; only a socket file the kernel does not
+// list as listening is confirmed with a connect (it lists only this network
+// namespace's sockets).
+inline bool is_live(const std::string& path, const std::vector<std::string>* listening = nullptr) {
+    if (!is_socket_file(path)) return false;
+    std::vector<std::string> own;
+    if (listening == nullptr) {
+        if (listening_paths(own)) listening = &own;
+    }
+    if (listening != nullptr) {
+        for (const auto& p : *listening) {
+            if (p == path) return true;
+        }
+    }
+    return probe_by_connect(path) == 1;
+}
+
+}  // namespace detail
+
+// ===========================================================================
+// 9. Client: Process — a connection to a server, after the handshake.
+// ===========================================================================
+
+struct Config {
+    // Where servers live; empty means $TMPDIR/innmind/ipc (else /tmp/innmind/ipc).
+    std::string directory;
+    Milliseconds heartbeat{IPC_HPP_CONFIG_HEARTBEAT_MS};
+    // How long get() waits for the server's `connection start`.
+    Milliseconds handshake_timeout{5000};
+    // How long close() (and a Process's destructor) waits for `close ok`.
+    Milliseconds close_timeout{1000};
+    // How long a graceful shutdown waits for the clients' `close ok`.
+    Milliseconds shutdown_timeout{IPC_HPP_CONFIG_SHUTDOWN_MS};
+    std::uint32_t max_message_size = default_max_message_size;
+    // Most bytes a server may have queued for one client that does not read;
+    // past it, that client is dropped. 0 = max frame size + 1 MiB.
+    std::size_t max_queued_bytes = 0;
+    mode_t socket_mode = 0600;     // the server's socket file
+    mode_t directory_mode = 0700;  // directories ipc.hpp creates
+};
+
+class Process {
+public:
+    Process(Process&&) noexcept = default;
+    Process& operator=(Process&& o) noexcept {
+        if (this != &o) {
+            finish();
+            fd_ = std::move(o.fd_);
+            name_ = std::move(o.name_);
+            decoder_ = std::move(o.decoder_);
+            out_ = std::move(o.out_);
+            pending_ = std::move(o.pending_);
+            config_ = std::move(o.config_);
+            closed_ = o.closed_;
+        }
+        return *this;
+    }
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+    // Closes properly (bounded by Config::close_timeout) if still open.
+    ~Process() { finish(); }
+
+    const Name& name() const noexcept { return name_; }
+    bool closed() const noexcept { return closed_; }
+    // The socket, for event loops; the Process still owns it.
+    int fd() const noexcept { return fd_.get(); }
+
+    // Sends one message and waits for the server's acknowledgement.
+    Result<Unit> send(const Message& m, Milliseconds timeout = Milliseconds::forever()) {
+        return send_one(m, detail::Deadline::after(timeout));
+    }
+    // Sends several messages, each after the previous one was acknowledged.
+    template <class Range>
+    Result<Unit> send(const Range& messages, Milliseconds timeout = Milliseconds::forever()) {
+        auto deadline = detail::Deadline::after(timeout);
+        for (const Message& m : messages) {
+            auto r = send_one(m, deadline);
+            if (!r) return r;
+        }
+        return Unit{};
+    }
+    Result<Unit> send(std::initializer_list<Message> messages, Milliseconds timeout = Milliseconds::forever()) {
+        auto deadline = detail::Deadline::after(timeout);
+        for (const Message& m : messages) {
+            auto r = send_one(m, deadline);
+            if (!r) return r;
+        }
+        return Unit{};
+    }
+
+    // The next application message. Heartbeats are hidden; a heartbeat is
+    // sent each period in which nothing arrived. `connection close` from
+    // the server is acknowledged and reported as Errc::closed (the seed's
+    // empty result); later calls fail with Errc::closed too. Unlike the
+    // reference, the timeout is a deadline for the whole call.
+    Result<Message> wait(Milliseconds timeout = Milliseconds::forever()) {
+        if (pending_head_ < pending_.size()) {
+            Message m = std::move(pending_[pending_head_++]);
+            if (pending_head_ == pending_.size()) {
+                pending_.clear();
+                pending_head_ = 0;
+            }
+            return m;
+        }
+        if (closed_) return fail(Errc::closed, 0, "wait");
+        auto deadline = detail::Deadline::after(timeout);
+        Message m;
+        for (;;) {
+            auto r = read_message(m, deadline);
+            if (!r) return fail(r.error());
+            switch (m.protocol()) {
+                case Protocol::none: return m;
+                case Protocol::connection_close:
+                    answer_close();
+                    return fail(Errc::closed, 0, "wait: closed by the server");
+                default: break;  // heartbeats and stray protocol messages
+            }
+        }
+    }
+
+    // The close handshake: `connection close`, then `close ok` from the server.
+    Result<Unit> close(Milliseconds timeout) {
+        if (closed_) return Unit{};
+        auto deadline = detail::Deadline::after(timeout);
+        out_.clear();
+        encode_to(Protocol::connection_close, out_);
+        auto w = write_all(deadline);
+        if (!w) {
+            cut();
+            return w;
+        }
+        Message m;
+        for (;;) {
+            auto r = read_message(m, deadline, false);
+            if (!r) {
+                cut();
+                if (r.error() == Errc::closed_by_peer) return Unit{};  // the server closed first
+                return r;
+            }
+            Protocol p = m.protocol();
+            if (p == Protocol::connection_close_ok) break;
+            if (p == Protocol::connection_close) {  // both sides closed at once
+                answer_close();
+                return Unit{};
+            }
+        }
+        cut();
+        return Unit{};
+    }
+    Result<Unit> close() { return close(config_.close_timeout); }
+
+private:
+    friend class Ipc;
+    Process(detail::Fd fd, Name name, const Config& config)
+        : fd_(std::move(fd)), name_(std::move(name)), decoder_(config.max_message_size), config_(config) {}
+
+    // Reads the connection start and answers start ok.
+    Result<Unit> handshake(const detail::Deadline& deadline) {
+        Message m;
+        for (;;) {
+            auto r = read_message(m, deadline, false);
+            if (!r) return r;
+            Protocol p = m.protocol();
+            if (p == Protocol::connection_start) break;
+            if (p == Protocol::connection_close) {
+                answer_close();
+                return fail(Errc::closed, 0, "handshake: closed by the server");
+            }
+            if (p != Protocol::heartbeat) return fail(Errc::protocol, 0, "handshake: expected connection start");
+        }
+        out_.clear();
+        encode_to(Protocol::connection_start_ok, out_);
+        return write_all(deadline);
+    }
+
+    Result<Unit> send_one(const Message& m, const detail::Deadline& deadline) {
+        if (closed_) return fail(Errc::closed, 0, "send");
+        if (m.content().size() > 0xFFFFFFFFull) return fail(Errc::message_too_large, 0, "send");
+        out_.clear();
+        auto e = encode_to(m, out_);
+        if (!e) return e;
+        auto w = write_all(deadline);
+        if (!w) return w;
+        if (out_.capacity() > (1u << 20)) std::string().swap(out_);
+        Message in;
+        for (;;) {
+            auto r = read_message(in, deadline);
+            if (!r) return r;
+            switch (in.protocol()) {
+                case Protocol::message_received: return Unit{};
+                case Protocol::none:
+                    // A response to a message that was not the last one:
+                    // kept for the next wait() (the reference fails here).
+                    pending_.push_back(std::move(in));
+                    in = Message();
+                    break;
+                case Protocol::connection_close:
+                    answer_close();
+                    return fail(Errc::closed, 0, "send: closed by the server");
+                default: break;
+            }
+        }
+    }
+
+    void answer_close() {
+        out_.clear();
+        encode_to(Protocol::connection_close_ok, out_);
+        (void)write_all(detail::Deadline::after(config_.close_timeout));
+        cut();
+    }
+
+    void cut() noexcept {
+        closed_ = true;
+        fd_.reset();
+    }
+
+    void finish() noexcept {
+        if (!closed_ && fd_.valid()) (void)close(config_.close_timeout);
+    }
+
+    // Writes out_ whole before the deadline.
+    Result<Unit> write_all(const detail::Deadline& deadline) {
+        std::size_t off = 0;
+        while (off < out_.size()) {
+            long n = detail::send_some(fd_.get(), out_.data() + off, out_.size() - off);
+            if (n < 0) {
+                int err = errno;
+                cut();
+                return fail(detail::io_error(err, "send"));
+            }
+            off += static_cast<std::size_t>(n);
+            if (off < out_.size()) {
+                int ev = detail::poll_one(fd_.get(), POLLOUT, deadline);
+                if (ev == 0) return fail(Errc::timed_out, 0, "send");
+                if (ev < 0) return fail(Errc::io, errno, "poll");
+                if ((ev & (POLLERR | POLLHUP | POLLNVAL)) != 0 && (ev & POLLOUT) == 0) {
+                    cut();
+                    return fail(Errc::closed_by_peer, EPIPE, "send");
+                }
+            }
+        }
+        return Unit{};
+    }
+
+    // Reads the next frame (of any kind) into m. With heartbeat set, sends a
+    // heartbeat each period in which nothing arrived.
+    Result<Unit> read_message(Message& m, const detail::Deadline& deadline, bool heartbeat = true) {
+        if (!fd_.valid()) return fail(Errc::closed, 0, "read");
+        const std::int64_t period = config_.heartbeat.count() > 0 ? config_.heartbeat.count() : 1000;
+        for (;;) {
+            auto st = decoder_.next(m);
+            if (st == Decoder::Status::message) return Unit{};
+            if (st == Decoder::Status::error) {
+                Error e = decoder_.last_error();
+                cut();
+                return fail(e);
+            }
+            std::size_t want = decoder_.wanted() > decoder_.buffered() ? decoder_.wanted() - decoder_.buffered() : 0;
+            std::size_t room = want > 65536 ? (want < (8u << 20) ? want : (8u << 20)) : 65536;
+            char* p = decoder_.prepare(room);
+            long n = detail::recv_some(fd_.get(), p, room);
+            if (n > 0) {
+                decoder_.commit(static_cast<std::size_t>(n));
+                continue;
+            }
+            if (n == 0) {
+                cut();
+                return fail(Errc::closed_by_peer, 0, "recv: end of file");
+            }
+            if (n == -1) {
+                int err = errno;
+                cut();
+                return fail(detail::io_error(err, "recv"));
+            }
+            if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
+            int ev = detail::poll_one(fd_.get(), POLLIN, deadline, heartbeat ? period : -1);
+            if (ev < 0) return fail(Errc::io, errno, "poll");
+            if (ev == 0) {
+                if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
+                if (heartbeat) {
+                    std::string hb;
+                    encode_to(Protocol::heartbeat, hb);
+                    (void)detail::send_some(fd_.get(), hb.data(), hb.size());
+                }
+            }
+        }
+    }
+
+    detail::Fd fd_;
+    Name name_;
+    Decoder decoder_;
+    std::string out_;
+    std::vector<Message> pending_;
+    std::size_t pending_head_ = 0;
+    Config config_;
+    bool closed_ = false;
+};
+
+// ===========================================================================
+// 10. Server pieces: continuation, stop handle, signals
+// ===========================================================================
+
+namespace detail {
+// A manually managed optional (no <optional> needed, no default ctor needed).
+template <class T>
+class Slot {
+public:
+    Slot() noexcept {}
+    Slot(const Slot& o) : full_(false) {
+        if (o.full_) emplace(o.value_);
+    }
+    Slot(Slot&& o) noexcept(std::is_nothrow_move_constructible<T>::value) : full_(false) {
+        if (o.full_) emplace(std::move(o.value_));
+    }
+    Slot& operator=(Slot o) {
+        reset();
+        if (o.full_) emplace(std::move(o.value_));
+        return *this;
+    }
+    ~Slot() { reset(); }
+    template <class... A>
+    void emplace(A&&... a) {
+        reset();
+        ::new (static_cast<void*>(&value_)) T(std::forward<A>(a)...);
+        full_ = true;
+    }
+    void reset() noexcept {
+        if (full_) value_.~T();
+        full_ = false;
+    }
+    bool full() const noexcept { return full_; }
+    T& get() noexcept { return value_; }
+
+private:
+    bool full_ = false;
+    union {
+        T value_;
+    };
+};
+}  // namespace detail
+
+// What the reducer decided. Build one from the continuation it was given:
+// respond(carry, message), continue_(carry) (also proceed), close(carry),
+// stop(carry).
+template <class Carry>
+class Continuation {
+public:
+    enum class Kind : unsigned char { undecided, respond, proceed, close, stop };
+
+    Continuation() = default;
+
+    [[nodiscard]] Continuation respond(Carry carry, Message message) const {
+        Continuation c(Kind::respond, std::move(carry));
+        c.message_.emplace(std::move(message));
+        return c;
+    }
+    [[nodiscard]] Continuation continue_(Carry carry) const { return Continuation(Kind::proceed, std::move(carry)); }
+    [[nodiscard]] Continuation proceed(Carry carry) const { return Continuation(Kind::proceed, std::move(carry)); }
+    [[nodiscard]] Continuation close(Carry carry) const { return Continuation(Kind::close, std::move(carry)); }
+    [[nodiscard]] Continuation stop(Carry carry) const { return Continuation(Kind::stop, std::move(carry)); }
+
+    Kind kind() const noexcept { return kind_; }
+    bool decided() const noexcept { return kind_ != Kind::undecided; }
+    Carry& carry() noexcept { return carry_.get(); }
+    Message& message() noexcept { return message_.get(); }
+
+private:
+    Continuation(Kind k, Carry&& carry) : kind_(k) { carry_.emplace(std::move(carry)); }
+    Kind kind_ = Kind::undecided;
+    detail::Slot<Carry> carry_;
+    detail::Slot<Message> message_;
+};
+
+namespace detail {
+// What a stop request needs; safe to touch from a signal handler.
+struct StopState {
+    std::atomic<bool> requested{false};
+    int wake_write = -1;  // the write end of the server's self-pipe
+    void request() noexcept {
+        requested.store(true, std::memory_order_release);
+        if (wake_write >= 0) {
+            char b = 1;
+            ssize_t r;
+            do {
+                r = ::write(wake_write, &b, 1);
+            } while (r < 0 && errno == EINTR);
+        }
+    }
+};
+}  // namespace detail
+
+// Stops a server from anywhere: another thread, a signal handler (the call
+// is async-signal-safe: an atomic store and a write()), before the loop
+// starts included. The stop is sticky. The Server must outlive the handle.
+class StopHandle {
+public:
+    StopHandle() = default;
+    void request() const noexcept {
+        if (state_ != nullptr) state_->request();
+    }
+    void operator()() const noexcept { request(); }
+    bool requested() const noexcept { return state_ != nullptr && state_->requested.load(std::memory_order_acquire); }
+
+private:
+    friend class Server;
+    explicit StopHandle(detail::StopState* s) noexcept : state_(s) {}
+    detail::StopState* state_ = nullptr;
+};
+
+// Why the server dropped a connection (for Server::on_drop).
+enum class DropReason : unsigned char {
+    closed,             // the close handshake completed
+    end_of_file,        // the peer vanished without closing
+    io_error,           // recv/send failed (see Error::sys_errno)
+    malformed_frame,    // bad end marker, invalid media type...
+    message_too_large,  // the length prefix announced more than the maximum
+    queue_full,         // the peer did not read what the server wrote
+    refused,            // the peer's credentials were refused
+    shutdown,           // the server stopped and the peer did not answer
+};
+
+
+namespace detail {
+
+// The signals the reference handles while it serves (PROTOCOL §4); only
+// touched when the user asks for them (Server::handle_signals).
+constexpr int stop_signals[6] = {SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP, SIGALRM};
+
+// Where the signal handler sends its stop request. The one global of the
+// library: a signal handler has no other way to reach a server.
+inline std::atomic<StopState*> signal_target{nullptr};
+
+extern "C" inline void ipc_hpp_on_stop_signal(int) {
+    int saved = errno;
+    StopState* s = signal_target.load(std::memory_order_acquire);
+    if (s != nullptr) s->request();
+    errno = saved;
+}
+
+// Installs the stop handlers for its lifetime and restores the previous ones.
+class SignalGuard {
+public:
+    SignalGuard() = default;
+    SignalGuard(const SignalGuard&) = delete;
+    SignalGuard& operator=(const SignalGuard&) = delete;
+    ~SignalGuard() { restore(); }
+    void install(StopState* s) {
+        signal_target.store(s, std::memory_order_release);
+        struct sigaction sa {};
+        sa.sa_handler = &ipc_hpp_on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        for (int i = 0; i < 6; ++i) ::sigaction(stop_signals[i], &sa, &old_[i]);
+        active_ = true;
+    }
+    void restore() noexcept {
+        if (!active_) return;
+        for (int i = 0; i < 6; ++i) ::sigaction(stop_signals[i], &old_[i], nullptr);
+        signal_target.store(nullptr, std::memory_order_release);
+        active_ = false;
+    }
+
+private:
+    struct sigaction old_[6] {};
+    bool active_ = false;
+};
+
+struct ServerState {
+    ServerState(Name n, std::string p, Config c, Milliseconds t) : name(std::move(n)), path(std::move(p)), config(std::move(c)), timeout(t) {}
+    Name name;
+    std::string path;
+    Config config;
+    Milliseconds timeout;
+    StopState stop;
+    Fd wake_read;
+    Fd wake_write;
+    bool handle_signals = false;
+    std::vector<uid_t> allowed_uids;  // empty: anyone who can open the socket file
+    void (*on_drop)(void*, const Peer&, DropReason, const Error&) = nullptr;
+    void* on_drop_user = nullptr;
+};
+
+struct Connection {
+    enum class State : unsigned char { awaiting_start_ok, ready, closing, closing_after_flush, dead };
+    Fd fd;
+    Decoder decoder;
+    Buffer out;
+    std::size_t out_off = 0;
+    State state = State::awaiting_start_ok;
+    std::int64_t last_in = 0;
+    std::int64_t last_heartbeat = 0;
+    Peer peer;
+
+    std::size_t queued() const noexcept { return out.size() - out_off; }
+};
+
+// The non-template part of the server: sockets, connections, heartbeats,
+// shutdown. Server::serve adds the reducer on top.
+class ServerCore {
+public:
+    explicit ServerCore(ServerState& s) : s_(s) {}
+    ServerCore(const ServerCore&) = delete;
+    ServerCore& operator=(const ServerCore&) = delete;
+    ~ServerCore() { close(); }
+
+    // Binds and listens, replacing a stale socket file, refusing a live one.
+    Result<Unit> open() {
+        std::string dir = s_.path.substr(0, s_.path.rfind('/'));
+        auto d = make_directories(dir.empty() ? std::string("/") : dir, s_.config.directory_mode);
+        if (!d) return d;
+        struct sockaddr_un addr {};
+        auto len = unix_address(s_.path, addr);
+        if (!len) return fail(len.error());
+        struct stat st {};
+        if (::lstat(s_.path.c_str(), &st) == 0) {
+            if (!S_ISSOCK(st.st_mode)) return fail(Errc::name_in_use, EEXIST, "listen: path exists and is not a socket");
+            if (is_live(s_.path)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
+            if (::unlink(s_.path.c_str()) != 0 && errno != ENOENT) return fail(Errc::socket, errno, "unlink stale socket");
+        }
+        auto sock = stream_socket();
+        if (!sock) return fail(sock.error());
+        if (::bind(sock->get(), reinterpret_cast<const struct sockaddr*>(&addr), len.value()) != 0) {
+            int err = errno;
+            if (err == EADDRINUSE) return fail(Errc::name_in_use, err, "bind");
+            return fail(Errc::socket, err, "bind");
+        }
+        // Nobody can connect before listen(), so the mode is set in time.
+        if (::chmod(s_.path.c_str(), s_.config.socket_mode) != 0 || ::lstat(s_.path.c_str(), &st) != 0) {
+            int err = errno;
+            ::unlink(s_.path.c_str());
+            return fail(Errc::socket, err, "chmod");
+        }
+        if (::listen(sock->get(), SOMAXCONN) != 0) {
+            int err = errno;
+            ::unlink(s_.path.c_str());
+            return fail(Errc::socket, err, "listen");
+        }
+        listener_ = std::move(sock).value();
+        dev_ = st.st_dev;
+        ino_ = st.st_ino;
+        now_ = now_ms();
+        last_activity_ = now_;
+        return Unit{};
+    }
+
+    // Drops every connection, closes the socket and removes its file when
+    // the file is still ours (never a successor's).
+    void close() noexcept {
+        for (auto& c : conns_) {
+            if (c->state != Connection::State::dead) c->fd.reset();
+        }
+        conns_.clear();
+        if (listener_.valid()) {
+            listener_.reset();
+            struct stat st {};
+            if (::lstat(s_.path.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) ::unlink(s_.path.c_str());
+        }
+    }
+
+    bool shutting_down() const noexcept { return shutting_down_; }
+    bool finished() const noexcept { return shutting_down_ && (conns_.empty() || now_ >= shutdown_deadline_); }
+    std::size_t connections() const noexcept { return conns_.size(); }
+
+    // Waits until something is ready or work is due.
+    void wait() {
+        const std::int64_t period = heartbeat_period();
+        std::int64_t timeout = period;
+        if (!s_.timeout.is_forever() && !shutting_down_) {
+            std::int64_t left = last_activity_ + s_.timeout.count() - now_ms();
+            if (left < timeout) timeout = left < 0 ? 0 : left + 1;
+        }
+        if (shutting_down_) {
+            std::int64_t left = shutdown_deadline_ - now_ms();
+            if (left < timeout) timeout = left < 0 ? 0 : left;
+        }
+        pfds_.clear();
+        pfds_.push_back(pollfd{s_.wake_read.get(), POLLIN, 0});
+        bool accepting = !shutting_down_ && now_ms() >= accept_paused_until_;
+        if (!accepting && !shutting_down_ && accept_paused_until_ - now_ms() < timeout) timeout = accept_paused_until_ - now_ms();
+        pfds_.push_back(pollfd{accepting ? listener_.get() : -1, POLLIN, 0});
+        for (auto& c : conns_) {
+            short ev = POLLIN;
+            if (c->queued() > 0) ev = static_cast<short>(ev | POLLOUT);
+            pfds_.push_back(pollfd{c->fd.get(), ev, 0});
+        }
+        if (timeout < 0) timeout = 0;
+        int r;
+        do {
+            r = ::poll(pfds_.data(), static_cast<nfds_t>(pfds_.size()), static_cast<int>(timeout));
+        } while (r < 0 && errno == EINTR && !s_.stop.requested.load(std::memory_order_acquire));
+        if (r < 0) {
+            for (auto& p : pfds_) p.revents = 0;
+        }
+        now_ = now_ms();
+    }
+
+    // Does the ready work; on_message(Connection&, Message&) is called for
+    // each application message, after its acknowledgement is queued.
+    template <class H>
+    void process(H&& on_message) {
+        if (pfds_.size() >= 1 && (pfds_[0].revents & POLLIN) != 0) {
+            char drain[64];
+            while (::read(s_.wake_read.get(), drain, sizeof drain) > 0) {
+            }
+        }
+        if (s_.stop.requested.load(std::memory_order_acquire) && !shutting_down_) begin_shutdown();
+        // pfds_[2 + i] belongs to conns_[i] for the connections that existed at wait().
+        const std::size_t polled = pfds_.size() >= 2 ? pfds_.size() - 2 : 0;
+        for (std::size_t i = 0; i < polled && i < conns_.size(); ++i) {
+            Connection& c = *conns_[i];
+            short rev = pfds_[2 + i].revents;
+            if (rev == 0 || c.state == Connection::State::dead) continue;
+            if ((rev & (POLLIN | POLLHUP | POLLERR)) != 0) read(c, on_message);
+            if (c.state != Connection::State::dead && (rev & POLLOUT) != 0) flush(c);
+        }
+        if (pfds_.size() >= 2 && (pfds_[1].revents & POLLIN) != 0 && !shutting_down_) accept();
+        heartbeats();
+        if (!shutting_down_ && !s_.timeout.is_forever() && now_ - last_activity_ > s_.timeout.count()) begin_shutdown();
+        if (s_.stop.requested.load(std::memory_order_acquire) && !shutting_down_) begin_shutdown();
+        if (shutting_down_ && now_ >= shutdown_deadline_) {
+            for (auto& c : conns_) {
+                if (c->state != Connection::State::dead) drop(*c, DropReason::shutdown, Error{Errc::timed_out, 0, "shutdown"});
+            }
+        }
+        sweep();
+    }
+
+    // Graceful shutdown: stop accepting, `connection close` to everyone.
+    void begin_shutdown() {
+        if (shutting_down_) return;
+        shutting_down_ = true;
+        s_.stop.requested.store(true, std::memory_order_release);
+        shutdown_deadline_ = now_ + (s_.config.shutdown_timeout.is_forever() ? (std::int64_t{1} << 40) : s_.config.shutdown_timeout.count());
+        for (auto& c : conns_) {
+            if (c->state == Connection::State::ready || c->state == Connection::State::awaiting_start_ok) close_client(*c);
+        }
+    }
+
+    // Sends `connection close`; the client is dropped on its `close ok`.
+    void close_client(Connection& c) {
+        if (c.state != Connection::State::ready && c.state != Connection::State::awaiting_start_ok) return;
+        queue(c, Protocol::connection_close);
+        c.state = Connection::State::closing;
+        flush(c);
+    }
+
+    void respond(Connection& c, const Message& m) {
+        if (c.state != Connection::State::ready) return;
+        std::size_t before = c.out.size();
+        std::size_t need = frame_size(m.media_type().view().size(), m.content().size());
+        char* p = c.out.reserve_tail(need);
+        detail::put_u16(p, static_cast<std::uint16_t>(m.media_type().view().size()));
+        std::memcpy(p + 2, m.media_type().view().data(), m.media_type().view().size());
+        p += 2 + m.media_type().view().size();
+        detail::put_u32(p, static_cast<std::uint32_t>(m.content().size()));
+        if (!m.content().empty()) std::memcpy(p + 4, m.content().data(), m.content().size());
+        p[4 + m.content().size()] = static_cast<char>(end_marker);
+        c.out.commit(need);
+        (void)before;
+        check_queue(c);
+    }
+
+    void flush(Connection& c) {
+        while (c.queued() > 0) {
+            long n = send_some(c.fd.get(), c.out.data() + c.out_off, c.queued());
+            if (n < 0) {
+                int err = errno;
+                drop(c, DropReason::io_error, io_error(err, "send"));
+                return;
+            }
+            if (n == 0) return;  // the socket is full: POLLOUT will call again
+            c.out_off += static_cast<std::size_t>(n);
+        }
+        c.out.clear();
+        c.out_off = 0;
+        if (c.out.capacity() > 65536) c.out.shrink();
+        if (c.state == Connection::State::closing_after_flush) drop(c, DropReason::closed, Error{Errc::closed, 0, "client closed"});
+    }
+
+private:
+    std::int64_t heartbeat_period() const noexcept {
+        return s_.config.heartbeat.count() > 0 ? s_.config.heartbeat.count() : 1000;
+    }
+
+    void queue(Connection& c, Protocol p) {
+        std::string_view body = protocol::content(p);
+        std::size_t need = frame_size(protocol::media_type.size(), body.size());
+        char* o = c.out.reserve_tail(need);
+        detail::put_u16(o, static_cast<std::uint16_t>(protocol::media_type.size()));
+        std::memcpy(o + 2, protocol::media_type.data(), protocol::media_type.size());
+        o += 2 + protocol::media_type.size();
+        detail::put_u32(o, static_cast<std::uint32_t>(body.size()));
+        std::memcpy(o + 4, body.data(), body.size());
+        o[4 + body.size()] = static_cast<char>(end_marker);
+        c.out.commit(need);
+        check_queue(c);
+    }
+
+    void check_queue(Connection& c) {
+        std::size_t limit = s_.config.max_queued_bytes != 0
+                                ? s_.config.max_queued_bytes
+                                : frame_size(0xFFFF, s_.config.max_message_size) + (std::size_t{1} << 20);
+        if (c.queued() > limit) drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
+    }
+
+    void accept() {
+        for (int i = 0; i < 64; ++i) {
+#if IPC_HPP_HAVE_ACCEPT4
+            int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+#else
+            int fd = ::accept(listener_.get(), nullptr, nullptr);
+            if (fd >= 0 && !set_nonblock_cloexec(fd)) {
+                ::close(fd);
+                continue;
+            }
+#endif
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                    accept_paused_until_ = now_ + 100;  // out of fds: let connections finish
+                }
+                return;
+            }
+            auto c = std::unique_ptr<Connection>(new Connection());
+            c->fd = Fd(fd);
+            c->decoder.set_max_message_size(s_.config.max_message_size);
+            c->last_in = now_;
+            c->last_heartbeat = now_;
+#if IPC_HPP_HAVE_SO_PEERCRED
+            struct ucred cred {};
+            socklen_t len = sizeof cred;
+            if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+                c->peer.pid = cred.pid;
+                c->peer.uid = cred.uid;
+                c->peer.gid = cred.gid;
+            }
+#endif
+            if (!s_.allowed_uids.empty()) {
+                bool ok = false;
+                for (uid_t u : s_.allowed_uids) ok = ok || u == c->peer.uid;
+                if (!ok) {
+                    report(c->peer, DropReason::refused, Error{Errc::permission_denied, EACCES, "peer uid"});
+                    continue;  // closed by the unique_ptr, before any byte is sent
+                }
+            }
+            last_activity_ = now_;
+            queue(*c, Protocol::connection_start);
+            flush(*c);
+            conns_.push_back(std::move(c));
+        }
+    }
+
+    template <class H>
+    void read(Connection& c, H& on_message) {
+        // Bounded work per wake-up so one busy peer cannot starve the rest.
+        for (int round = 0; round < 8 && c.state != Connection::State::dead; ++round) {
+            std::size_t want = c.decoder.wanted() > c.decoder.buffered() ? c.decoder.wanted() - c.decoder.buffered() : 0;
+            std::size_t room = want > 4096 ? (want < (1u << 20) ? want : (1u << 20)) : 4096;
+            char* p = c.decoder.prepare(room);
+            long n = recv_some(c.fd.get(), p, room);
+            if (n == -2) break;
+            if (n == 0) {
+                drop(c, DropReason::end_of_file, Error{Errc::closed_by_peer, 0, "end of file"});
+                return;
+            }
+            if (n < 0) {
+                int err = errno;
+                drop(c, DropReason::io_error, io_error(err, "recv"));
+                return;
+            }
+            c.decoder.commit(static_cast<std::size_t>(n));
+            decode(c, on_message);
+            if (static_cast<std::size_t>(n) < room) break;
+        }
+        if (c.state != Connection::State::dead) {
+            if (c.decoder.capacity() > 65536 && c.decoder.buffered() < 4096) c.decoder.shrink();
+            flush(c);
+        }
+    }
+
+    template <class H>
+    void decode(Connection& c, H& on_message) {
+        while (c.state != Connection::State::dead) {
+            auto st = c.decoder.next(scratch_);
+            if (st == Decoder::Status::need_more) return;
+            if (st == Decoder::Status::error) {
+                const Error& e = c.decoder.last_error();
+                drop(c, e.code == Errc::message_too_large ? DropReason::message_too_large : DropReason::malformed_frame, e);
+                return;
+            }
+            c.last_in = now_;
+            Protocol p = scratch_.protocol();
+            switch (c.state) {
+                case Connection::State::awaiting_start_ok:
+                    if (p == Protocol::connection_start_ok) c.state = Connection::State::ready;
+                    break;  // anything else before start ok is ignored
+                case Connection::State::closing:
+                    if (p == Protocol::connection_close_ok) drop(c, DropReason::closed, Error{Errc::closed, 0, "closed"});
+                    break;  // nothing else is acknowledged or handed on
+                case Connection::State::ready:
+                    if (p == Protocol::connection_close) {
+                        queue(c, Protocol::connection_close_ok);
+                        c.state = Connection::State::closing_after_flush;
+                    } else if (p == Protocol::none) {
+                        last_activity_ = now_;
+                        queue(c, Protocol::message_received);  // the ack goes before the reducer runs
+                        if (c.state == Connection::State::ready) on_message(c, scratch_);
+                    }
+                    break;
+                case Connection::State::closing_after_flush:
+                case Connection::State::dead: break;
+            }
+        }
+    }
+
+    void heartbeats() {
+        const std::int64_t period = heartbeat_period();
+        for (auto& c : conns_) {
+            if (c->state != Connection::State::ready) continue;
+            std::int64_t last = c->last_in > c->last_heartbeat ? c->last_in : c->last_heartbeat;
+            if (now_ - last >= period) {
+                queue(*c, Protocol::heartbeat);
+                c->last_heartbeat = now_;
+                if (c->state != Connection::State::dead) flush(*c);
+            }
+        }
+    }
+
+    void drop(Connection& c, DropReason why, const Error& e) {
+        if (c.state == Connection::State::dead) return;
+        c.state = Connection::State::dead;
+        c.fd.reset();
+        report(c.peer, why, e);
+    }
+
+    void report(const Peer& peer, DropReason why, const Error& e) {
+        if (s_.on_drop != nullptr) s_.on_drop(s_.on_drop_user, peer, why, e);
+    }
+
+    void sweep() {
+        std::size_t j = 0;
+        for (std::size_t i = 0; i < conns_.size(); ++i) {
+            if (conns_[i]->state != Connection::State::dead) {
+                if (i != j) conns_[j] = std::move(conns_[i]);
+                ++j;
+            }
+        }
+        conns_.resize(j);
+    }
+
+    ServerState& s_;
+    Fd listener_;
+    dev_t dev_ = 0;
+    ino_t ino_ = 0;
+    std::vector<std::unique_ptr<Connection>> conns_;
+    std::vector<struct pollfd> pfds_;
+    Message scratch_;
+    std::int64_t now_ = 0;
+    std::int64_t last_activity_ = 0;
+    std::int64_t shutdown_deadline_ = 0;
+    std::int64_t accept_paused_until_ = 0;
+    bool shutting_down_ = false;
+};
+
+template <class R, class Carry>
+Continuation<Carry> call_reducer(R& reducer, const Message& m, Carry&& carry, const Peer& peer) {
+    if constexpr (std::is_invocable<R&, const Message&, Continuation<Carry>, Carry, const Peer&>::value) {
+        return reducer(m, Continuation<Carry>{}, std::move(carry), peer);
+    } else {
+        static_assert(std::is_invocable<R&, const Message&, Continuation<Carry>, Carry>::value,
+                      "the reducer must be callable as (const Message&, Continuation<Carry>, Carry) "
+                      "or (const Message&, Continuation<Carry>, Carry, const Peer&)");
+        return reducer(m, Continuation<Carry>{}, std::move(carry));
+    }
+}
+
+}  // namespace detail
+
+// ===========================================================================
+// 11. Server — the reduce loop, and Ipc, the entry point.
+// ===========================================================================
+
+class Server {
+public:
+    Server(Server&&) noexcept = default;
+    Server& operator=(Server&&) noexcept = default;
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    const Name& name() const noexcept { return s_->name; }
+    const std::string& path() const noexcept { return s_->path; }
+
+    // A handle that stops this server from a signal handler or another thread.
+    StopHandle stop_handle() const noexcept { return StopHandle(&s_->stop); }
+    void stop() noexcept { s_->stop.request(); }
+
+    // Opt-in: while serve() runs, SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP
+    // and SIGALRM stop the server gracefully (the reference's behaviour);
+    // the previous handlers are restored when serve() returns. Only one
+    // server per process may use this at a time.
+    Server& handle_signals(bool on = true) noexcept {
+        s_->handle_signals = on;
+        return *this;
+    }
+    // Only peers with one of these uids may connect (checked with
+    // SO_PEERCRED before the handshake). Empty: whoever can open the file.
+    Server& allow_uids(std::vector<uid_t> uids) {
+        s_->allowed_uids = std::move(uids);
+        return *this;
+    }
+    // Told each time a connection is dropped, with the reason. Called on the
+    // serving thread; the library itself never prints.
+    Server& on_drop(void (*f)(void* user, const Peer&, DropReason, const Error&), void* user = nullptr) noexcept {
+        s_->on_drop = f;
+        s_->on_drop_user = user;
+        return *this;
+    }
+
+    // Serves until the reducer stops, a stop is requested, or nothing
+    // happened for longer than the listen() timeout; then shuts down
+    // gracefully and returns the carried value. The reducer is called as
+    // reducer(const Message&, Continuation<Carry>, Carry) — or with a
+    // fourth `const Peer&` argument — and returns one of the continuation's
+    // outcomes. A stop requested before serve() makes it return `carry` at once.
+    template <class Carry, class Reducer>
+    Result<Carry> serve(Carry carry, Reducer reducer) {
+        if (s_->stop.requested.load(std::memory_order_acquire)) return Result<Carry>(std::move(carry));
+        detail::ServerCore core(*s_);
+        auto opened = core.open();
+        if (!opened) return fail(opened.error());
+        detail::SignalGuard signals;
+        if (s_->handle_signals) signals.install(&s_->stop);
+        auto on_message = [&](detail::Connection& c, const Message& m) {
+            Continuation<Carry> next = detail::call_reducer(reducer, m, std::move(carry), c.peer);
+            IPC_HPP_CONFIG_ASSERT(next.decided(), "the reducer returned a Continuation it did not decide");
+            if (!next.decided()) std::abort();
+            carry = std::move(next.carry());
+            switch (next.kind()) {
+                case Continuation<Carry>::Kind::respond: core.respond(c, next.message()); break;
+                case Continuation<Carry>::Kind::close: core.close_client(c); break;
+                case Continuation<Carry>::Kind::stop: core.begin_shutdown(); break;
+                case Continuation<Carry>::Kind::proceed:
+                case Continuation<Carry>::Kind::undecided: break;
+            }
+        };
+        while (!core.finished()) {
+            core.wait();
+            core.process(on_message);
+        }
+        core.close();
+        return Result<Carry>(std::move(carry));
+    }
+
+private:
+    friend class Ipc;
+    explicit Server(std::unique_ptr<detail::ServerState> s) : s_(std::move(s)) {}
+    std::unique_ptr<detail::ServerState> s_;
+};
+
+// The entry point (the seed's Factory::build()).
+class Ipc {
+public:
+    Ipc() : Ipc(Config{}) {}
+    explicit Ipc(Config config) : config_(std::move(config)) {
+        if (config_.directory.empty()) config_.directory = detail::default_directory();
+        while (config_.directory.size() > 1 && config_.directory.back() == '/') config_.directory.pop_back();
+    }
+
+    const Config& config() const noexcept { return config_; }
+    const std::string& directory() const noexcept { return config_.directory; }
+    std::string path_of(const Name& name) const { return detail::socket_path(config_.directory, name); }
+
+    // The names of live servers in the directory (stale socket files are
+    // not reported), sorted.
+    Result<std::vector<Name>> processes() const {
+        std::vector<Name> names;
+        DIR* d = ::opendir(config_.directory.c_str());
+        if (d == nullptr) {
+            if (errno == ENOENT) return names;
+            return fail(Errc::directory, errno, "opendir");
+        }
+        std::vector<std::string> listening;
+        bool have_list = detail::listening_paths(listening);
+        while (struct dirent* e = ::readdir(d)) {
+            std::string_view file(e->d_name);
+            if (file.size() <= 5 || file.substr(file.size() - 5) != ".sock") continue;
+            auto name = Name::parse(file.substr(0, file.size() - 5));
+            if (!name) continue;
+            if (detail::is_live(path_of(*name), have_list ? &listening : nullptr)) names.push_back(std::move(name).value());
+        }
+        ::closedir(d);
+        for (std::size_t i = 1; i < names.size(); ++i) {  // insertion sort: no <algorithm>
+            for (std::size_t j = i; j > 0 && names[j] < names[j - 1]; --j) std::swap(names[j], names[j - 1]);
+        }
+        return names;
+    }
+
+    // Whether a live server has this name.
+    bool exist(const Name& name) const { return detail::is_live(path_of(name)); }
+
+    // Connects now and completes the handshake.
+    Result<Process> get(const Name& name) const { return get(name, config_.handshake_timeout); }
+    Result<Process> get(const Name& name, Milliseconds timeout) const {
+        auto deadline = detail::Deadline::after(timeout);
+        std::string path = path_of(name);
+        struct sockaddr_un addr {};
+        auto len = detail::unix_address(path, addr);
+        if (!len) return fail(len.error());
+        auto sock = detail::stream_socket();
+        if (!sock) return fail(sock.error());
+        for (;;) {
+            int r = ::connect(sock->get(), reinterpret_cast<const struct sockaddr*>(&addr), len.value());
+            if (r == 0) break;
+            int err = errno;
+            if (err == EINTR) continue;
+            if (err == ENOENT) return fail(Errc::not_found, err, "connect");
+            if (err == ECONNREFUSED) return fail(Errc::connection_refused, err, "connect");
+            if (err == EAGAIN || err == EINPROGRESS) {  // the backlog is full
+                if (deadline.passed()) return fail(Errc::timed_out, err, "connect");
+                struct timespec ts {0, 1000000};
+                ::nanosleep(&ts, nullptr);
+                continue;
+            }
+            return fail(Errc::socket, err, "connect");
+        }
+        Process p(std::move(sock).value(), name, config_);
+        auto h = p.handshake(deadline);
+        if (!h) {
+            p.cut();
+            return fail(h.error());
+        }
+        return Result<Process>(std::move(p));
+    }
+
+    // Waits until a server with this name exists, then get()s it. Watches
+    // the directory (inotify where available) rather than polling.
+    Result<Process> wait(const Name& name, Milliseconds timeout = Milliseconds::forever()) const {
+        auto deadline = detail::Deadline::after(timeout);
+        auto dir = detail::make_directories(config_.directory, config_.directory_mode);
+        if (!dir) return fail(dir.error());
+        detail::Fd watch;
+#if IPC_HPP_HAVE_INOTIFY
+        {
+            int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+            if (fd >= 0) {
+                watch = detail::Fd(fd);
+                if (::inotify_add_watch(fd, config_.directory.c_str(), IN_CREATE | IN_MOVED_TO | IN_ATTRIB) < 0) watch.reset();
+            }
+        }
+#endif
+        std::int64_t backoff = 1;
+        for (;;) {
+            auto p = get(name, deadline.is_never() ? config_.handshake_timeout : Milliseconds(deadline.poll_timeout()));
+            if (p) return p;
+            Errc c = p.error().code;
+            if (c != Errc::not_found && c != Errc::connection_refused && c != Errc::closed_by_peer && c != Errc::closed) return p;
+            if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
+            // A file that exists but refuses is a server between bind() and
+            // listen(), or a stale file: retry soon, backing off.
+            bool file = detail::is_socket_file(path_of(name));
+            std::int64_t cap = (watch.valid() && !file) ? 1000 : backoff;
+            if (file || !watch.valid()) backoff = backoff < 16 ? backoff * 2 : 16;
+            if (watch.valid()) {
+                int ev = detail::poll_one(watch.get(), POLLIN, deadline, cap);
+                if (ev > 0) {
+                    char buf[4096];
+                    while (::read(watch.get(), buf, sizeof buf) > 0) {
+                    }
+                    backoff = 1;
+                }
+            } else {
+                struct pollfd none {};
+                (void)none;
+                ::poll(nullptr, 0, deadline.poll_timeout(cap));
+            }
+        }
+    }
+
+    // A server on this name; it binds when serve() is called. `timeout`
+    // stops it after that long without activity (a connection or an
+    // application message).
+    Result<Server> listen(const Name& name, Milliseconds timeout = Milliseconds::forever()) const {
+        std::string path = path_of(name);
+        struct sockaddr_un addr {};
+        auto len = detail::unix_address(path, addr);
+        if (!len) return fail(len.error());
+        auto state = std::unique_ptr<detail::ServerState>(new detail::ServerState(name, std::move(path), config_, timeout));
+        int fds[2];
+        if (::pipe(fds) != 0) return fail(Errc::socket, errno, "pipe");
+        state->wake_read = detail::Fd(fds[0]);
+        state->wake_write = detail::Fd(fds[1]);
+        if (!detail::set_nonblock_cloexec(fds[0]) || !detail::set_nonblock_cloexec(fds[1])) return fail(Errc::socket, errno, "fcntl");
+        state->stop.wake_write = fds[1];
+        return Result<Server>(Server(std::move(state)));
+    }
+
+private:
+    Config config_;
+};
 
 }  // namespace v0_1
 }  // namespace ipc_hpp
