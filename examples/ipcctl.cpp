@@ -1,0 +1,197 @@
+// ipcctl — a small tool for scripts and debugging, built on ipc.hpp.
+//
+//   ipcctl [--dir DIR] list
+//   ipcctl [--dir DIR] send NAME MEDIA_TYPE CONTENT [--wait-ms W]
+//   ipcctl [--dir DIR] echo NAME [--max N] [--timeout-ms T]
+//
+// Exit status: 0 on success, 1 on a runtime failure, 2 on bad arguments.
+// Errors are one line on stderr; nothing ever waits without a bound, except
+// an `echo` server started without --timeout-ms (it serves until stopped).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "ipc.hpp"
+
+namespace {
+
+using namespace ipc_hpp;
+
+const char* const usage_main =
+    "usage: ipcctl [--dir DIR] <command> [args]\n"
+    "\n"
+    "commands:\n"
+    "  list                                   names of live servers, one per line\n"
+    "  send NAME MEDIA_TYPE CONTENT [--wait-ms W]\n"
+    "                                         send one message, print the reply's content\n"
+    "  echo NAME [--max N] [--timeout-ms T]   serve NAME, answering each message with itself\n"
+    "\n"
+    "options:\n"
+    "  --dir DIR   socket directory (default: $TMPDIR/innmind/ipc, else /tmp/innmind/ipc)\n"
+    "  --help      this text; `ipcctl <command> --help` for one command\n";
+
+const char* const usage_list =
+    "usage: ipcctl [--dir DIR] list\n"
+    "Prints the names of the live servers in the directory, one per line.\n"
+    "Socket files left by crashed servers are not listed.\n";
+
+const char* const usage_send =
+    "usage: ipcctl [--dir DIR] send NAME MEDIA_TYPE CONTENT [--wait-ms W]\n"
+    "Waits up to W ms (default 5000) for server NAME, sends one message, waits up\n"
+    "to W ms for one reply, writes the reply's content bytes to stdout and closes\n"
+    "the connection properly. Exits non-zero with a one-line error on failure.\n";
+
+const char* const usage_echo =
+    "usage: ipcctl [--dir DIR] echo NAME [--max N] [--timeout-ms T]\n"
+    "Serves NAME, answering each message with the same message. Stops gracefully\n"
+    "on a message whose content is `stop` (after answering it), after N messages,\n"
+    "after T ms without activity, or on SIGINT/SIGTERM; then prints the number of\n"
+    "application messages it received and exits 0.\n";
+
+int bad_usage(const char* what, const char* usage) {
+    std::fprintf(stderr, "ipcctl: %s\n%s", what, usage);
+    return 2;
+}
+
+int failure(const char* step, const Error& e) {
+    std::fprintf(stderr, "ipcctl: %s: %s\n", step, e.message().c_str());
+    return 1;
+}
+
+// Parses a non-negative decimal integer that fits in an int64.
+bool parse_count(const char* s, long long& out) {
+    if (s == nullptr || *s == '\0') return false;
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 0) return false;
+    out = v;
+    return true;
+}
+
+bool is_help(const char* a) { return std::strcmp(a, "--help") == 0 || std::strcmp(a, "-h") == 0; }
+
+int cmd_list(const Ipc& ipc, int argc, char** argv) {
+    for (int i = 0; i < argc; ++i) {
+        if (is_help(argv[i])) return std::printf("%s", usage_list) < 0 ? 1 : 0;
+        return bad_usage("list takes no arguments", usage_list);
+    }
+    auto names = ipc.processes();
+    if (!names) return failure("list", names.error());
+    for (const auto& n : names.value()) std::printf("%s\n", n.str().c_str());
+    return 0;
+}
+
+int cmd_send(const Ipc& ipc, int argc, char** argv) {
+    const char* positional[3] = {nullptr, nullptr, nullptr};
+    int count = 0;
+    long long wait_ms = 5000;
+    for (int i = 0; i < argc; ++i) {
+        if (is_help(argv[i])) return std::printf("%s", usage_send) < 0 ? 1 : 0;
+        if (std::strcmp(argv[i], "--wait-ms") == 0) {
+            if (i + 1 >= argc || !parse_count(argv[i + 1], wait_ms)) return bad_usage("--wait-ms needs a number of milliseconds", usage_send);
+            ++i;
+        } else if (count < 3) {
+            positional[count++] = argv[i];
+        } else {
+            return bad_usage("too many arguments", usage_send);
+        }
+    }
+    if (count != 3) return bad_usage("send needs NAME, MEDIA_TYPE and CONTENT", usage_send);
+    auto name = Name::parse(positional[0]);
+    if (!name) return failure("send", name.error());
+    auto message = Message::make(positional[1], positional[2]);
+    if (!message) return failure("send", message.error());
+
+    auto process = ipc.wait(name.value(), Milliseconds(wait_ms));
+    if (!process) return failure(process.error() == Errc::timed_out ? "no server with that name" : "connect", process.error());
+    auto sent = process->send(message.value(), Milliseconds(wait_ms));
+    if (!sent) return failure("send", sent.error());
+    auto reply = process->wait(Milliseconds(wait_ms));
+    if (!reply) return failure("waiting for the reply", reply.error());
+    const std::string& content = reply->content();
+    if (!content.empty() && std::fwrite(content.data(), 1, content.size(), stdout) != content.size()) {
+        std::fprintf(stderr, "ipcctl: writing the reply: %s\n", std::strerror(errno));
+        return 1;
+    }
+    std::fflush(stdout);
+    auto closed = process->close(Milliseconds(wait_ms));
+    if (!closed) return failure("close", closed.error());
+    return 0;
+}
+
+struct EchoState {
+    long long received = 0;
+};
+
+int cmd_echo(const Ipc& ipc, int argc, char** argv) {
+    const char* name_arg = nullptr;
+    long long max = -1;
+    long long timeout_ms = -1;
+    for (int i = 0; i < argc; ++i) {
+        if (is_help(argv[i])) return std::printf("%s", usage_echo) < 0 ? 1 : 0;
+        if (std::strcmp(argv[i], "--max") == 0) {
+            if (i + 1 >= argc || !parse_count(argv[i + 1], max) || max == 0) return bad_usage("--max needs a positive number", usage_echo);
+            ++i;
+        } else if (std::strcmp(argv[i], "--timeout-ms") == 0) {
+            if (i + 1 >= argc || !parse_count(argv[i + 1], timeout_ms)) return bad_usage("--timeout-ms needs a number of milliseconds", usage_echo);
+            ++i;
+        } else if (name_arg == nullptr) {
+            name_arg = argv[i];
+        } else {
+            return bad_usage("too many arguments", usage_echo);
+        }
+    }
+    if (name_arg == nullptr) return bad_usage("echo needs NAME", usage_echo);
+    auto name = Name::parse(name_arg);
+    if (!name) return failure("echo", name.error());
+    auto server = ipc.listen(name.value(), timeout_ms >= 0 ? Milliseconds(timeout_ms) : Milliseconds::forever());
+    if (!server) return failure("listen", server.error());
+    server->handle_signals();
+    StopHandle stop = server->stop_handle();
+    auto result = server->serve(EchoState{}, [&](const Message& m, Continuation<EchoState> k, EchoState s) {
+        ++s.received;
+        // Answer first, then stop: the stop takes effect after this message's
+        // response is queued, so the sender gets its echo before the close.
+        if (m.content() == "stop" || (max > 0 && s.received >= max)) stop.request();
+        return k.respond(s, m);
+    });
+    if (!result) return failure("serve", result.error());
+    std::printf("%lld\n", result->received);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string dir;
+    int i = 1;
+    for (; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--dir") == 0) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0') return bad_usage("--dir needs a directory", usage_main);
+            dir = argv[++i];
+        } else if (is_help(argv[i])) {
+            std::printf("%s", usage_main);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            std::fprintf(stderr, "ipcctl: unknown option %s\n%s", argv[i], usage_main);
+            return 2;
+        } else {
+            break;
+        }
+    }
+    if (i >= argc) return bad_usage("missing command", usage_main);
+    Config config;
+    config.directory = dir;
+    Ipc ipc(config);
+    std::string_view command = argv[i];
+    int rest = argc - i - 1;
+    char** args = argv + i + 1;
+    if (command == "list") return cmd_list(ipc, rest, args);
+    if (command == "send") return cmd_send(ipc, rest, args);
+    if (command == "echo") return cmd_echo(ipc, rest, args);
+    std::fprintf(stderr, "ipcctl: unknown command %s\n%s", argv[i], usage_main);
+    return 2;
+}
