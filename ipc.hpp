@@ -246,6 +246,10 @@ struct Error {
 
     const char* what() const noexcept { return describe(code); }
     // "what: where: strerror" in a caller-provided buffer; returns buf.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-truncation"  // truncation is the documented behaviour
+#endif
     const char* format(char* buf, std::size_t size) const noexcept {
         if (size == 0) return buf;
         if (sys_errno != 0) {
@@ -255,6 +259,9 @@ struct Error {
         }
         return buf;
     }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
     // Same, as a std::string.
     std::string message() const {
         char buf[256];
@@ -942,7 +949,7 @@ public:
     void shrink() {
         compact();
         buf_.shrink();
-        if (type_.capacity() > 256) std::string().swap(type_);
+        if (!checked_ && type_.capacity() > 256) std::string().swap(type_);
     }
     std::size_t capacity() const noexcept { return buf_.capacity(); }
     void reset() noexcept {
@@ -2055,7 +2062,8 @@ private:
                         c.state = Connection::State::closing_after_flush;
                     } else if (p == Protocol::none) {
                         last_activity_ = now_;
-                        queue(c, Protocol::message_received);  // the ack goes before the reducer runs
+                        queue(c, Protocol::message_received);
+                        flush(c);  // the ack is on the wire before the reducer runs (PROTOCOL §4)
                         if (c.state == Connection::State::ready) on_message(c, scratch_);
                     }
                     break;
