@@ -845,6 +845,13 @@ public:
         }
     }
     void clear() noexcept { size_ = 0; }
+    // Frees the memory when empty.
+    void release() noexcept {
+        if (size_ != 0) return;
+        std::free(data_);
+        data_ = nullptr;
+        cap_ = 0;
+    }
     // Gives memory back when the buffer is much larger than what it holds.
     void shrink(std::size_t keep = 4096) noexcept {
         if (cap_ <= keep || size_ > keep) return;
@@ -914,11 +921,17 @@ public:
         if (avail < 2 + type_len) return Status::need_more;
         std::string_view raw_type(p + 2, type_len);
         if (!checked_) {
-            // Validate the media type as soon as it is complete.
-            if (protocol::media_type == raw_type) {
-                type_.assign(raw_type.data(), raw_type.size());
-            } else if (!detail::canonical_media_type(raw_type, type_)) {
-                return error(Errc::invalid_media_type, "decode: media type refused");
+            // Validate the media type as soon as it is complete; a peer
+            // usually repeats the same one, which is then not parsed again.
+            if (!raw_known_ || raw_type != std::string_view(raw_)) {
+                if (protocol::media_type == raw_type) {
+                    type_.assign(raw_type.data(), raw_type.size());
+                } else if (!detail::canonical_media_type(raw_type, type_)) {
+                    raw_known_ = false;
+                    return error(Errc::invalid_media_type, "decode: media type refused");
+                }
+                raw_.assign(raw_type.data(), raw_type.size());
+                raw_known_ = true;
             }
             checked_ = true;
         }
@@ -949,9 +962,18 @@ public:
     void shrink() {
         compact();
         buf_.shrink();
-        if (!checked_ && type_.capacity() > 256) std::string().swap(type_);
+        if (!checked_ && type_.capacity() > 256) {
+            std::string().swap(type_);
+            std::string().swap(raw_);
+            raw_known_ = false;
+        }
     }
     std::size_t capacity() const noexcept { return buf_.capacity(); }
+    // Frees the read buffer when no frame is in progress (idle connections).
+    void release() noexcept {
+        compact();
+        if (buf_.size() == 0) buf_.release();
+    }
     void reset() noexcept {
         buf_.clear();
         pos_ = 0;
@@ -974,6 +996,8 @@ private:
 
     detail::Buffer buf_;
     std::string type_;  // the current frame's media type, canonical
+    std::string raw_;   // ... as it came on the wire
+    bool raw_known_ = false;
     std::size_t pos_ = 0;
     std::size_t want_ = 0;
     std::uint32_t max_;
@@ -1309,6 +1333,7 @@ public:
             decoder_ = std::move(o.decoder_);
             out_ = std::move(o.out_);
             pending_ = std::move(o.pending_);
+            pending_head_ = o.pending_head_;
             config_ = std::move(o.config_);
             closed_ = o.closed_;
         }
@@ -1353,22 +1378,30 @@ public:
     // empty result); later calls fail with Errc::closed too. Unlike the
     // reference, the timeout is a deadline for the whole call.
     Result<Message> wait(Milliseconds timeout = Milliseconds::forever()) {
+        Message m;
+        auto r = wait_into(m, timeout);
+        if (!r) return fail(r.error());
+        return m;
+    }
+
+    // Same as wait(), into a message you keep: its buffers are reused, so a
+    // steady request/response loop does not allocate.
+    Result<Unit> wait_into(Message& m, Milliseconds timeout = Milliseconds::forever()) {
         if (pending_head_ < pending_.size()) {
-            Message m = std::move(pending_[pending_head_++]);
+            m = std::move(pending_[pending_head_++]);
             if (pending_head_ == pending_.size()) {
                 pending_.clear();
                 pending_head_ = 0;
             }
-            return m;
+            return Unit{};
         }
         if (closed_) return fail(Errc::closed, 0, "wait");
         auto deadline = detail::Deadline::after(timeout);
-        Message m;
         for (;;) {
             auto r = read_message(m, deadline);
-            if (!r) return fail(r.error());
+            if (!r) return r;
             switch (m.protocol()) {
-                case Protocol::none: return m;
+                case Protocol::none: return Unit{};
                 case Protocol::connection_close:
                     answer_close();
                     return fail(Errc::closed, 0, "wait: closed by the server");
@@ -1441,7 +1474,7 @@ private:
         auto w = write_all(deadline);
         if (!w) return w;
         if (out_.capacity() > (1u << 20)) std::string().swap(out_);
-        Message in;
+        Message& in = scratch_;
         for (;;) {
             auto r = read_message(in, deadline);
             if (!r) return r;
@@ -1514,6 +1547,23 @@ private:
                 cut();
                 return fail(e);
             }
+            // Wait first, then read: a reply is rarely there already, and
+            // this keeps a round trip at one poll() and one recv().
+            int ev = detail::poll_one(fd_.get(), POLLIN, deadline, heartbeat ? period : -1);
+            if (ev < 0) return fail(Errc::io, errno, "poll");
+            if (ev == 0) {
+                if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
+                if (heartbeat) {
+                    char hb[frame_size(protocol::media_type.size(), protocol::heartbeat.size())];
+                    detail::put_u16(hb, static_cast<std::uint16_t>(protocol::media_type.size()));
+                    std::memcpy(hb + 2, protocol::media_type.data(), protocol::media_type.size());
+                    detail::put_u32(hb + 2 + protocol::media_type.size(), static_cast<std::uint32_t>(protocol::heartbeat.size()));
+                    std::memcpy(hb + 6 + protocol::media_type.size(), protocol::heartbeat.data(), protocol::heartbeat.size());
+                    hb[sizeof hb - 1] = static_cast<char>(end_marker);
+                    (void)detail::send_some(fd_.get(), hb, sizeof hb);
+                }
+                continue;
+            }
             std::size_t want = decoder_.wanted() > decoder_.buffered() ? decoder_.wanted() - decoder_.buffered() : 0;
             std::size_t room = want > 65536 ? (want < (8u << 20) ? want : (8u << 20)) : 65536;
             char* p = decoder_.prepare(room);
@@ -1531,17 +1581,7 @@ private:
                 cut();
                 return fail(detail::io_error(err, "recv"));
             }
-            if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
-            int ev = detail::poll_one(fd_.get(), POLLIN, deadline, heartbeat ? period : -1);
-            if (ev < 0) return fail(Errc::io, errno, "poll");
-            if (ev == 0) {
-                if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
-                if (heartbeat) {
-                    std::string hb;
-                    encode_to(Protocol::heartbeat, hb);
-                    (void)detail::send_some(fd_.get(), hb.data(), hb.size());
-                }
-            }
+            // -2: woken without data (spurious); poll again
         }
     }
 
@@ -1551,6 +1591,7 @@ private:
     std::string out_;
     std::vector<Message> pending_;
     std::size_t pending_head_ = 0;
+    Message scratch_;  // acks and heartbeats land here, without allocating
     Config config_;
     bool closed_ = false;
 };
@@ -1601,6 +1642,15 @@ private:
 // What the reducer decided. Build one from the continuation it was given:
 // respond(carry, message), continue_(carry) (also proceed), close(carry),
 // stop(carry).
+namespace detail {
+// Where a serving continuation writes a response: straight into the
+// client's write queue, so a response is never copied into a Message.
+struct ResponseSink {
+    void (*emit)(void* ctx, const Message& m) = nullptr;
+    void* ctx = nullptr;
+};
+}  // namespace detail
+
 template <class Carry>
 class Continuation {
 public:
@@ -1608,24 +1658,50 @@ public:
 
     Continuation() = default;
 
-    [[nodiscard]] Continuation respond(Carry carry, Message message) const {
-        Continuation c(Kind::respond, std::move(carry));
-        c.message_.emplace(std::move(message));
+    // Inside serve(), the message is encoded into the client's write queue
+    // at once (no copy is kept, so it may be the message being handled or
+    // a temporary). A Continuation built by hand keeps a copy instead.
+    [[nodiscard]] Continuation respond(Carry carry, const Message& message) const {
+        Continuation c(Kind::respond, std::move(carry), sink_);
+        if (sink_.emit != nullptr) {
+            sink_.emit(sink_.ctx, message);
+            c.sent_ = true;
+        } else {
+            c.message_.emplace(message);
+        }
         return c;
     }
-    [[nodiscard]] Continuation continue_(Carry carry) const { return Continuation(Kind::proceed, std::move(carry)); }
-    [[nodiscard]] Continuation proceed(Carry carry) const { return Continuation(Kind::proceed, std::move(carry)); }
-    [[nodiscard]] Continuation close(Carry carry) const { return Continuation(Kind::close, std::move(carry)); }
-    [[nodiscard]] Continuation stop(Carry carry) const { return Continuation(Kind::stop, std::move(carry)); }
+    [[nodiscard]] Continuation respond(Carry carry, Message&& message) const {
+        Continuation c(Kind::respond, std::move(carry), sink_);
+        if (sink_.emit != nullptr) {
+            sink_.emit(sink_.ctx, message);
+            c.sent_ = true;
+        } else {
+            c.message_.emplace(std::move(message));
+        }
+        return c;
+    }
+    [[nodiscard]] Continuation continue_(Carry carry) const { return Continuation(Kind::proceed, std::move(carry), sink_); }
+    [[nodiscard]] Continuation proceed(Carry carry) const { return Continuation(Kind::proceed, std::move(carry), sink_); }
+    [[nodiscard]] Continuation close(Carry carry) const { return Continuation(Kind::close, std::move(carry), sink_); }
+    [[nodiscard]] Continuation stop(Carry carry) const { return Continuation(Kind::stop, std::move(carry), sink_); }
 
     Kind kind() const noexcept { return kind_; }
     bool decided() const noexcept { return kind_ != Kind::undecided; }
     Carry& carry() noexcept { return carry_.get(); }
+    // The response kept by a Continuation built outside serve().
+    bool has_message() const noexcept { return message_.full(); }
     Message& message() noexcept { return message_.get(); }
 
 private:
-    Continuation(Kind k, Carry&& carry) : kind_(k) { carry_.emplace(std::move(carry)); }
+    friend class Server;
+    explicit Continuation(detail::ResponseSink sink) noexcept : sink_(sink) {}
+    Continuation(Kind k, Carry&& carry, detail::ResponseSink sink = {}) : kind_(k), sink_(sink) {
+        carry_.emplace(std::move(carry));
+    }
     Kind kind_ = Kind::undecided;
+    bool sent_ = false;
+    detail::ResponseSink sink_;
     detail::Slot<Carry> carry_;
     detail::Slot<Message> message_;
 };
@@ -2076,6 +2152,14 @@ private:
     void heartbeats() {
         const std::int64_t period = heartbeat_period();
         for (auto& c : conns_) {
+            // An idle connection gives its buffers back; a busy one keeps
+            // them, so steady traffic does not allocate.
+            if (c->state != Connection::State::dead && now_ - c->last_in >= period && c->queued() == 0) {
+                c->decoder.release();
+                c->out.clear();
+                c->out_off = 0;
+                c->out.release();
+            }
             if (c->state != Connection::State::ready) continue;
             std::int64_t last = c->last_in > c->last_heartbeat ? c->last_in : c->last_heartbeat;
             if (now_ - last >= period) {
@@ -2123,14 +2207,14 @@ private:
 };
 
 template <class R, class Carry>
-Continuation<Carry> call_reducer(R& reducer, const Message& m, Carry&& carry, const Peer& peer) {
+Continuation<Carry> call_reducer(R& reducer, const Message& m, Continuation<Carry> k, Carry&& carry, const Peer& peer) {
     if constexpr (std::is_invocable<R&, const Message&, Continuation<Carry>, Carry, const Peer&>::value) {
-        return reducer(m, Continuation<Carry>{}, std::move(carry), peer);
+        return reducer(m, std::move(k), std::move(carry), peer);
     } else {
         static_assert(std::is_invocable<R&, const Message&, Continuation<Carry>, Carry>::value,
                       "the reducer must be callable as (const Message&, Continuation<Carry>, Carry) "
                       "or (const Message&, Continuation<Carry>, Carry, const Peer&)");
-        return reducer(m, Continuation<Carry>{}, std::move(carry));
+        return reducer(m, std::move(k), std::move(carry));
     }
 }
 
@@ -2190,13 +2274,26 @@ public:
         if (!opened) return fail(opened.error());
         detail::SignalGuard signals;
         if (s_->handle_signals) signals.install(&s_->stop);
+        // respond() inside the reducer encodes straight into this client's queue.
+        struct Target {
+            detail::ServerCore* core;
+            detail::Connection* conn;
+        } target{&core, nullptr};
+        const detail::ResponseSink sink{[](void* ctx, const Message& m) {
+                                            auto* t = static_cast<Target*>(ctx);
+                                            t->core->respond(*t->conn, m);
+                                        },
+                                        &target};
         auto on_message = [&](detail::Connection& c, const Message& m) {
-            Continuation<Carry> next = detail::call_reducer(reducer, m, std::move(carry), c.peer);
+            target.conn = &c;
+            Continuation<Carry> next = detail::call_reducer(reducer, m, Continuation<Carry>(sink), std::move(carry), c.peer);
             IPC_HPP_CONFIG_ASSERT(next.decided(), "the reducer returned a Continuation it did not decide");
             if (!next.decided()) std::abort();
             carry = std::move(next.carry());
             switch (next.kind()) {
-                case Continuation<Carry>::Kind::respond: core.respond(c, next.message()); break;
+                case Continuation<Carry>::Kind::respond:
+                    if (next.has_message()) core.respond(c, next.message());
+                    break;
                 case Continuation<Carry>::Kind::close: core.close_client(c); break;
                 case Continuation<Carry>::Kind::stop: core.begin_shutdown(); break;
                 case Continuation<Carry>::Kind::proceed:
@@ -2344,6 +2441,8 @@ public:
         struct sockaddr_un addr {};
         auto len = detail::unix_address(path, addr);
         if (!len) return fail(len.error());
+        // A live server keeps its name (PROTOCOL §5); serve() checks again when it binds.
+        if (detail::is_live(path)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
         auto state = std::unique_ptr<detail::ServerState>(new detail::ServerState(name, std::move(path), config_, timeout));
         int fds[2];
         if (::pipe(fds) != 0) return fail(Errc::socket, errno, "pipe");
