@@ -1,0 +1,379 @@
+// The client side with real sockets and real processes: Ipc::processes,
+// exist, get and wait; Process::send, wait and close against our server.
+#include "net_support.hpp"
+
+#include <chrono>
+#include <future>
+
+using namespace ipc_net_test;
+
+namespace {
+
+std::string ask(ipc::Process& p, std::string_view what, std::int64_t timeout_ms = 3000) {
+    auto s = p.send(ipc::Message::text(what), ipc::Milliseconds(timeout_ms));
+    if (!s) return std::string("send ") + errc_name(s.error().code);
+    auto m = p.wait(ipc::Milliseconds(timeout_ms));
+    if (!m) return std::string("reply ") + errc_name(m.error().code);
+    return m->content();
+}
+
+std::vector<std::string> names(const ipc::Result<std::vector<ipc::Name>>& r) {
+    std::vector<std::string> out;
+    if (r) {
+        for (const auto& n : r.value()) out.push_back(n.str());
+    }
+    return out;
+}
+
+// "r:X" is answered X, anything else is only acknowledged.
+ipc::Continuation<int> answer_r(const ipc::Message& m, ipc::Continuation<int> c, int n) {
+    if (m.content().compare(0, 2, "r:") == 0) return c.respond(n + 1, ipc::Message::text(m.content().substr(2)));
+    return c.continue_(n + 1);
+}
+
+}  // namespace
+
+TEST_CASE("client: processes lists live servers sorted, never stale files, invalid names or other files") {
+    Watchdog wd;
+    TempDir dir;
+
+    // A directory that does not exist lists nothing (and is not an error).
+    ipc::Ipc missing(test_config(dir.file("missing")));
+    auto none = missing.processes();
+    REQUIRE(none.has_value());
+    CHECK(none->empty());
+
+    ipc::Ipc ipc(test_config(dir.path()));
+    auto empty = ipc.processes();
+    REQUIRE(empty.has_value());
+    CHECK(empty->empty());
+
+    ThreadServer<int> beta(ipc, name_of("beta"), 0, CommandReducer{});
+    ThreadServer<int> alpha(ipc, name_of("alpha"), 0, CommandReducer{});
+    ThreadServer<int> dash(ipc, name_of("Z_9-x"), 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name_of("alpha")));
+    REQUIRE(wait_live(ipc, name_of("beta")));
+    REQUIRE(wait_live(ipc, name_of("Z_9-x")));
+    REQUIRE(make_stale_socket(dir.file("gamma.sock")));
+    RawListener invalid(dir.file("not.valid.sock"));  // live, but not a valid name
+    REQUIRE(invalid.valid());
+    RawListener no_suffix(dir.file("delta"));  // live, but no .sock
+    REQUIRE(no_suffix.valid());
+    {
+        FILE* f = std::fopen(dir.file("epsilon.sock").c_str(), "w");  // not a socket
+        REQUIRE(f != nullptr);
+        std::fclose(f);
+    }
+    REQUIRE(::mkdir(dir.file("zeta.sock").c_str(), 0700) == 0);  // a directory
+
+    auto listed = ipc.processes();
+    REQUIRE(listed.has_value());
+    CHECK(names(listed) == std::vector<std::string>{"Z_9-x", "alpha", "beta"});
+
+    CHECK(ipc.exist(name_of("alpha")));
+    CHECK(ipc.exist(name_of("beta")));
+    CHECK_FALSE(ipc.exist(name_of("gamma")));
+    CHECK_FALSE(ipc.exist(name_of("epsilon")));
+    CHECK_FALSE(ipc.exist(name_of("zeta")));
+    CHECK_FALSE(ipc.exist(name_of("nobody")));
+
+    CHECK(beta.finish().has_value());
+    CHECK(names(ipc.processes()) == std::vector<std::string>{"Z_9-x", "alpha"});
+    CHECK_FALSE(ipc.exist(name_of("beta")));
+}
+
+TEST_CASE("client: get — not_found, connection_refused on a stale file, a Process on a live server") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    const ipc::Name name = name_of("srv");
+
+    CHECK(outcome(ipc.get(name)) == "not_found");
+    REQUIRE(make_stale_socket(ipc.path_of(name)));
+    CHECK(outcome(ipc.get(name)) == "connection_refused");
+    CHECK(file_exists(ipc.path_of(name)));  // get never removes anything
+
+    Child server = spawn_server(config, name, 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name));
+    auto p = ipc.get(name);
+    REQUIRE(p.has_value());
+    CHECK(p->name() == name);
+    CHECK(p->fd() >= 0);
+    CHECK_FALSE(p->closed());
+    CHECK(ask(*p, "ping") == "pong");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
+    CHECK(server.result(5000) == "ok 2 drops=closed");
+    CHECK(outcome(ipc.get(name)) == "not_found");
+}
+
+TEST_CASE("client: Ipc::wait without a timeout returns once the server appears") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    const ipc::Name name = name_of("later");
+
+    SUBCASE("in a directory that does not exist yet") {
+        const ipc::Config nested = test_config(dir.file("not/yet"));
+        ipc::Ipc waiter(nested);
+        Child server = spawn([nested, name] {
+            sleep_ms(150);  // the scenario: a server that starts after its client
+            ipc::Ipc mine(nested);
+            auto s = mine.listen(name);
+            if (!s) return std::string("listen failed");
+            auto r = s->serve(0, CommandReducer{});
+            return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
+        });
+        Stopwatch sw;
+        auto p = waiter.wait(name);
+        REQUIRE(p.has_value());
+        CHECK(sw.elapsed() >= 100);
+        CHECK(ask(*p, "ping") == "pong");
+        REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+        CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
+        CHECK(server.result(5000) == "ok 2");
+    }
+    SUBCASE("with a stale socket file in the way") {
+        REQUIRE(make_stale_socket(ipc.path_of(name)));
+        Child server = spawn([config, name] {
+            sleep_ms(150);
+            ipc::Ipc mine(config);
+            auto s = mine.listen(name);
+            if (!s) return std::string("listen failed");
+            auto r = s->serve(0, CommandReducer{});
+            return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
+        });
+        auto p = ipc.wait(name);
+        REQUIRE(p.has_value());
+        CHECK(ask(*p, "ping") == "pong");
+        REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+        CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
+        CHECK(server.result(5000) == "ok 2");
+    }
+}
+
+TEST_CASE("client: Ipc::wait with a timeout gives up in time, or succeeds when the server comes in time") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    const ipc::Name name = name_of("srv");
+
+    Stopwatch sw;
+    CHECK(outcome(ipc.wait(name, ipc::Milliseconds(250))) == "timed_out");
+    CHECK(sw.elapsed() >= 250);
+    CHECK(sw.elapsed() < 2750);
+
+    REQUIRE(make_stale_socket(ipc.path_of(name)));
+    Stopwatch stale;
+    CHECK(outcome(ipc.wait(name, ipc::Milliseconds(250))) == "timed_out");
+    CHECK(stale.elapsed() >= 250);
+    CHECK(stale.elapsed() < 2750);
+
+    Child server = spawn([config, name] {
+        sleep_ms(100);
+        ipc::Ipc mine(config);
+        auto s = mine.listen(name);
+        if (!s) return std::string("listen failed");
+        auto r = s->serve(0, CommandReducer{});
+        return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
+    });
+    auto p = ipc.wait(name, ipc::Milliseconds(3000));
+    REQUIRE(p.has_value());
+    CHECK(ask(*p, "stop") == "reply closed");
+    CHECK(server.result(5000) == "ok 1");
+
+    CHECK(outcome(ipc.wait(name, ipc::Milliseconds(0))) == "timed_out");
+}
+
+TEST_CASE("client: Process::wait with and without a timeout") {
+    Watchdog wd;
+    TempDir dir;
+    ipc::Ipc ipc(test_config(dir.path()));
+    const ipc::Name name = name_of("srv");
+
+    // The reducer answers "later" only when the test opens the gate.
+    int gate[2];
+    REQUIRE(::pipe2(gate, O_CLOEXEC) == 0);
+    auto reducer = [&gate](const ipc::Message& m, ipc::Continuation<int> c, int n) {
+        if (m.content() != "later") return CommandReducer{}(m, c, n, ipc::Peer{});
+        struct pollfd pfd {};
+        pfd.fd = gate[0];
+        pfd.events = POLLIN;
+        char b = 0;
+        bool open = ::poll(&pfd, 1, 5000) == 1 && ::read(gate[0], &b, 1) == 1;
+        return c.respond(n + 1, ipc::Message::text(open ? "now" : "never"));
+    };
+    {
+        ThreadServer<int> server(ipc, name, 0, reducer);
+        REQUIRE(wait_live(ipc, name));
+        auto p = ipc.get(name);
+        REQUIRE(p.has_value());
+
+        // With a timeout: nothing comes, it gives up at its deadline and the
+        // Process stays usable.
+        Stopwatch sw;
+        CHECK(outcome(p->wait(ipc::Milliseconds(300))) == "timed_out");
+        CHECK(sw.elapsed() >= 300);
+        CHECK(sw.elapsed() < 2800);  // heartbeats arriving do not extend it
+        CHECK_FALSE(p->closed());
+        CHECK(ask(*p, "ping") == "pong");
+
+        // Without a timeout: returns when the response comes.
+        REQUIRE(p->send(ipc::Message::text("later"), ipc::Milliseconds(2000)).has_value());
+        std::thread opener([&] {
+            sleep_ms(200);  // the scenario: a slow reducer
+            (void)write_all_fd(gate[1], "x");
+        });
+        Stopwatch forever;
+        auto m = p->wait();
+        opener.join();
+        REQUIRE(m.has_value());
+        CHECK(m->content() == "now");
+        CHECK(forever.elapsed() >= 150);
+
+        // Without a timeout: returns (empty) when the server closes.
+        auto closing = std::async(std::launch::async, [&] { return outcome(p->wait()); });
+        server.stop_handle().request();
+        CHECK(closing.get() == "closed");
+        auto r = server.finish();
+        REQUIRE(r.has_value());
+        CHECK(r.value() == 2);
+    }
+    ::close(gate[0]);
+    ::close(gate[1]);
+}
+
+TEST_CASE("client: responses to non-last messages of one send are kept in order, also across a move") {
+    Watchdog wd;
+    TempDir dir;
+    ipc::Ipc ipc(test_config(dir.path()));
+    const ipc::Name name = name_of("srv");
+    ThreadServer<int> server(ipc, name, 0, &answer_r);
+    REQUIRE(wait_live(ipc, name));
+
+    auto p = ipc.get(name);
+    REQUIRE(p.has_value());
+    // An initializer list: three answered, the last only acknowledged.
+    REQUIRE(p->send({ipc::Message::text("r:A"), ipc::Message::text("r:B"), ipc::Message::text("r:C"),
+                     ipc::Message::text("quiet")},
+                    ipc::Milliseconds(3000))
+                .has_value());
+    auto a = p->wait(ipc::Milliseconds(0));
+    REQUIRE(a.has_value());
+    CHECK(a->content() == "A");
+
+    // Move-assigned into another Process, the rest is still there, in order.
+    auto q = ipc.get(name);
+    REQUIRE(q.has_value());
+    ipc::Process moved = std::move(q).value();
+    moved = std::move(p).value();
+    auto b = moved.wait(ipc::Milliseconds(0));
+    REQUIRE(b.has_value());
+    CHECK(b->content() == "B");
+    ipc::Process constructed(std::move(moved));
+    auto c = constructed.wait(ipc::Milliseconds(0));
+    REQUIRE(c.has_value());
+    CHECK(c->content() == "C");
+    CHECK(outcome(constructed.wait(ipc::Milliseconds(150))) == "timed_out");
+
+    // A range (vector) works the same way.
+    std::vector<ipc::Message> batch{ipc::Message::text("r:1"), ipc::Message::text("r:2")};
+    REQUIRE(constructed.send(batch, ipc::Milliseconds(3000)).has_value());
+    CHECK(constructed.wait(ipc::Milliseconds(2000)).value().content() == "1");
+    CHECK(constructed.wait(ipc::Milliseconds(2000)).value().content() == "2");
+
+    REQUIRE(constructed.close().has_value());
+    auto r = server.finish();
+    REQUIRE(r.has_value());
+    CHECK(r.value() == 6);
+}
+
+TEST_CASE("client: close and the destructor finish the close handshake; a vanished client is end of file") {
+    Watchdog wd;
+    TempDir dir;
+    ipc::Ipc ipc(test_config(dir.path()));
+    const ipc::Name name = name_of("srv");
+    ThreadServer<int> server(ipc, name, 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name));
+
+    {
+        auto p = ipc.get(name);
+        REQUIRE(p.has_value());
+        CHECK(ask(*p, "ping") == "pong");
+        Stopwatch sw;
+        CHECK(outcome(p->close()) == "value");
+        CHECK(sw.elapsed() < 500);
+        CHECK(p->closed());
+        CHECK(p->fd() < 0);
+        CHECK(outcome(p->close()) == "value");  // once closed, close is a no-op
+        CHECK(outcome(p->send(ipc::Message::text("ping"))) == "closed");
+        CHECK(outcome(p->wait(ipc::Milliseconds(10))) == "closed");
+    }
+    CHECK(eventually([&] { return server.drops.count(ipc::DropReason::closed) == 1; }, 2000));
+    {
+        auto p = ipc.get(name);
+        REQUIRE(p.has_value());
+        CHECK(ask(*p, "ping") == "pong");
+    }  // the destructor closes
+    CHECK(eventually([&] { return server.drops.count(ipc::DropReason::closed) == 2; }, 2000));
+    {
+        auto p = ipc.get(name);
+        REQUIRE(p.has_value());
+        ::shutdown(p->fd(), SHUT_RDWR);  // gone without a word
+        CHECK(outcome(p->wait(ipc::Milliseconds(1000))) == "closed_by_peer");
+    }
+    CHECK(eventually([&] { return server.drops.count(ipc::DropReason::end_of_file) == 1; }, 2000));
+    CHECK(server.drops.count(ipc::DropReason::closed) == 2);
+    auto r = server.finish();
+    REQUIRE(r.has_value());
+    CHECK(r.value() == 2);
+}
+
+TEST_CASE("client: a server killed with SIGKILL — wait and send report closed_by_peer, then closed") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    const ipc::Name name = name_of("srv");
+    Child server = spawn_server(config, name, 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name));
+    auto p = ipc.get(name);
+    auto q = ipc.get(name);
+    REQUIRE(p.has_value());
+    REQUIRE(q.has_value());
+    CHECK(ask(*p, "ping") == "pong");
+
+    auto waiting = std::async(std::launch::async, [&] { return outcome(p->wait(ipc::Milliseconds(5000))); });
+    server.kill_now();
+    CHECK(waiting.get() == "closed_by_peer");
+    CHECK(p->closed());
+    CHECK(outcome(p->wait(ipc::Milliseconds(10))) == "closed");
+    auto sent = q->send(ipc::Message::text("ping"), ipc::Milliseconds(1000));
+    CHECK(outcome(sent) == "closed_by_peer");
+    CHECK(q->closed());
+    CHECK_FALSE(ipc.exist(name));
+    CHECK(outcome(ipc.get(name)) == "connection_refused");
+}
+
+TEST_CASE("client: heartbeats never surface between our client and our server") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path(), 20);  // both sides beat every 20 ms
+    ipc::Ipc ipc(config);
+    const ipc::Name name = name_of("srv");
+    Child server = spawn_server(config, name, 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name));
+    auto p = ipc.get(name);
+    REQUIRE(p.has_value());
+    // Idle for many periods: no message, no error, nothing reduced.
+    CHECK(outcome(p->wait(ipc::Milliseconds(400))) == "timed_out");
+    sleep_ms(100);  // idle outside wait(): the server's heartbeats pile up unread
+    CHECK(outcome(p->wait(ipc::Milliseconds(100))) == "timed_out");
+    CHECK(ask(*p, "count") == "1");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
+    CHECK(server.result(5000) == "ok 2 drops=closed");
+}
