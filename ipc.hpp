@@ -1106,16 +1106,30 @@ inline bool set_nonblock_cloexec(int fd) noexcept {
 }
 
 // A non-blocking, close-on-exec AF_UNIX stream socket.
+// Without MSG_NOSIGNAL, a socket option keeps SIGPIPE away where the
+// platform has one (SO_NOSIGPIPE, BSDs); elsewhere the user must ignore
+// SIGPIPE (README, Portability).
+inline void no_sigpipe(int fd) noexcept {
+#if !IPC_HPP_HAVE_MSG_NOSIGNAL && defined(SO_NOSIGPIPE)
+    int one = 1;
+    (void)::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#else
+    (void)fd;
+#endif
+}
+
 inline Result<Fd> stream_socket() {
 #if IPC_HPP_HAVE_SOCK_CLOEXEC
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return fail(Errc::socket, errno, "socket");
+    no_sigpipe(fd);
     return Fd(fd);
 #else
     int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0) return fail(Errc::socket, errno, "socket");
     Fd owned(fd);
     if (!set_nonblock_cloexec(fd)) return fail(Errc::socket, errno, "fcntl");
+    no_sigpipe(fd);
     return owned;
 #endif
 }
@@ -1280,11 +1294,20 @@ inline int probe_by_connect(const std::string& path) {
     return 0;
 }
 
-// Whether a live server listens at path. Reads /proc/net/unix so that a
-// live server is never connected to; only a socket file the kernel does not
-// list as listening is confirmed with a connect (it lists only this network
-// namespace's sockets).
-inline bool is_live(const std::string& path, const std::vector<std::string>* listening = nullptr) {
+// How sure a liveness check must be.
+enum class Liveness : unsigned char {
+    // Reporting (exist, processes): /proc/net/unix alone when it can be
+    // read, so a live server is never connected to (a connect-and-drop
+    // resets a PHP server's carried value).
+    report,
+    // Before replacing a file (listen): a socket file the kernel does not
+    // list as listening is also confirmed with a connect, because
+    // /proc/net/unix lists only this network namespace's sockets.
+    replace,
+};
+
+// Whether a live server listens at path.
+inline bool is_live(const std::string& path, Liveness how, const std::vector<std::string>* listening = nullptr) {
     if (!is_socket_file(path)) return false;
     std::vector<std::string> own;
     if (listening == nullptr) {
@@ -1294,6 +1317,7 @@ inline bool is_live(const std::string& path, const std::vector<std::string>* lis
         for (const auto& p : *listening) {
             if (p == path) return true;
         }
+        if (how == Liveness::report) return false;
     }
     return probe_by_connect(path) == 1;
 }
@@ -1419,9 +1443,10 @@ public:
         auto w = write_all(deadline);
         if (!w) {
             cut();
+            if (w.error() == Errc::closed_by_peer) return Unit{};  // the server is gone: closed all the same
             return w;
         }
-        Message m;
+        Message& m = scratch_;
         for (;;) {
             auto r = read_message(m, deadline, false);
             if (!r) {
@@ -1752,6 +1777,7 @@ enum class DropReason : unsigned char {
     queue_full,         // the peer did not read what the server wrote
     refused,            // the peer's credentials were refused
     shutdown,           // the server stopped and the peer did not answer
+    handshake_timeout,  // no `start ok` within Config::handshake_timeout
 };
 
 
@@ -1824,6 +1850,7 @@ struct Connection {
     State state = State::awaiting_start_ok;
     std::int64_t last_in = 0;
     std::int64_t last_heartbeat = 0;
+    std::int64_t accepted_at = 0;
     Peer peer;
 
     std::size_t queued() const noexcept { return out.size() - out_off; }
@@ -1849,7 +1876,7 @@ public:
         struct stat st {};
         if (::lstat(s_.path.c_str(), &st) == 0) {
             if (!S_ISSOCK(st.st_mode)) return fail(Errc::name_in_use, EEXIST, "listen: path exists and is not a socket");
-            if (is_live(s_.path)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
+            if (is_live(s_.path, Liveness::replace)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
             if (::unlink(s_.path.c_str()) != 0 && errno != ENOENT) return fail(Errc::socket, errno, "unlink stale socket");
         }
         auto sock = stream_socket();
@@ -1898,6 +1925,21 @@ public:
 
     // Waits until something is ready or work is due.
     void wait() {
+        int timeout = 0;
+        prepare(timeout);
+        int r;
+        do {
+            r = ::poll(pfds_.data(), static_cast<nfds_t>(pfds_.size()), timeout);
+        } while (r < 0 && errno == EINTR && !s_.stop.requested.load(std::memory_order_acquire));
+        if (r < 0) {
+            for (auto& p : pfds_) p.revents = 0;
+        }
+        now_ = now_ms();
+    }
+
+    // The fds to watch, with their events, and the milliseconds until work
+    // is due; valid until the next call.
+    const std::vector<struct pollfd>& prepare(int& timeout_ms) {
         const std::int64_t period = heartbeat_period();
         std::int64_t timeout = period;
         if (!s_.timeout.is_forever() && !shutting_down_) {
@@ -1919,12 +1961,15 @@ public:
             pfds_.push_back(pollfd{c->fd.get(), ev, 0});
         }
         if (timeout < 0) timeout = 0;
-        int r;
-        do {
-            r = ::poll(pfds_.data(), static_cast<nfds_t>(pfds_.size()), static_cast<int>(timeout));
-        } while (r < 0 && errno == EINTR && !s_.stop.requested.load(std::memory_order_acquire));
-        if (r < 0) {
-            for (auto& p : pfds_) p.revents = 0;
+        timeout_ms = static_cast<int>(timeout);
+        return pfds_;
+    }
+
+    // Takes the revents of the user's own poll() on the set prepare() gave
+    // (same order; extra entries are ignored, missing ones count as idle).
+    void absorb(const struct pollfd* fds, std::size_t n) noexcept {
+        for (std::size_t i = 0; i < pfds_.size(); ++i) {
+            pfds_[i].revents = (i < n && fds[i].fd == pfds_[i].fd) ? fds[i].revents : 0;
         }
         now_ = now_ms();
     }
@@ -2061,6 +2106,7 @@ private:
             c->decoder.set_max_message_size(s_.config.max_message_size);
             c->last_in = now_;
             c->last_heartbeat = now_;
+            c->accepted_at = now_;
 #if IPC_HPP_HAVE_SO_PEERCRED
             struct ucred cred {};
             socklen_t len = sizeof cred;
@@ -2151,7 +2197,13 @@ private:
 
     void heartbeats() {
         const std::int64_t period = heartbeat_period();
+        const std::int64_t handshake = s_.config.handshake_timeout.count();
         for (auto& c : conns_) {
+            // A peer that never finishes the handshake does not keep its fd.
+            if (c->state == Connection::State::awaiting_start_ok && handshake >= 0 && now_ - c->accepted_at >= handshake) {
+                drop(*c, DropReason::handshake_timeout, Error{Errc::timed_out, 0, "handshake"});
+                continue;
+            }
             // An idle connection gives its buffers back; a busy one keeps
             // them, so steady traffic does not allocate.
             if (c->state != Connection::State::dead && now_ - c->last_in >= period && c->queued() == 0) {
@@ -2267,29 +2319,103 @@ public:
     // fourth `const Peer&` argument — and returns one of the continuation's
     // outcomes. A stop requested before serve() makes it return `carry` at once.
     template <class Carry, class Reducer>
-    Result<Carry> serve(Carry carry, Reducer reducer) {
-        if (s_->stop.requested.load(std::memory_order_acquire)) return Result<Carry>(std::move(carry));
-        detail::ServerCore core(*s_);
-        auto opened = core.open();
-        if (!opened) return fail(opened.error());
-        detail::SignalGuard signals;
-        if (s_->handle_signals) signals.install(&s_->stop);
+    Result<Carry> serve(Carry carry, Reducer reducer);
+
+    // The same loop, driven by yours: start() binds and returns a Loop;
+    // call interest() for the fds to watch and the timeout, poll them with
+    // your own fds, then step() with the results, until finished(); then
+    // finish() gives the carried value. The Server must outlive the Loop.
+    template <class Carry, class Reducer>
+    class Loop;
+    template <class Carry, class Reducer>
+    Result<Loop<Carry, Reducer>> start(Carry carry, Reducer reducer);
+
+private:
+    friend class Ipc;
+    explicit Server(std::unique_ptr<detail::ServerState> s) : s_(std::move(s)) {}
+    std::unique_ptr<detail::ServerState> s_;
+};
+
+template <class Carry, class Reducer>
+class Server::Loop {
+public:
+    Loop(Loop&&) noexcept = default;
+    Loop& operator=(Loop&&) noexcept = default;
+    Loop(const Loop&) = delete;
+    Loop& operator=(const Loop&) = delete;
+    ~Loop() { close(); }
+
+    // The fds to watch and their events (an fd of -1 is to be skipped, as
+    // poll() does), and in timeout_ms when the loop needs to run again even
+    // if nothing is ready. Valid until the next call.
+    const std::vector<struct pollfd>& interest(int& timeout_ms) {
+        if (!core_) {
+            timeout_ms = 0;
+            return none_;
+        }
+        return core_->prepare(timeout_ms);
+    }
+    // Does the ready work: pass what interest() gave, with revents filled,
+    // in the same order. Never blocks.
+    void step(const struct pollfd* fds, std::size_t n) {
+        if (!core_) return;
+        core_->absorb(fds, n);
+        run();
+    }
+    void step(const std::vector<struct pollfd>& fds) { step(fds.data(), fds.size()); }
+    // Polls by itself (at most until the next due work), then does the work.
+    void step() {
+        if (!core_) return;
+        core_->wait();
+        run();
+    }
+    bool finished() const noexcept { return !core_ || core_->finished(); }
+    // Stops gracefully (like the stop handle); keep stepping until finished().
+    void stop() noexcept {
+        if (core_) core_->begin_shutdown();
+    }
+    // Closes everything (at once, if not finished) and gives the carry.
+    Result<Carry> finish() {
+        close();
+        IPC_HPP_CONFIG_ASSERT(carry_.full(), "Server::Loop::finish() called twice");
+        if (!carry_.full()) std::abort();
+        return Result<Carry>(std::move(carry_.get()));
+    }
+
+private:
+    friend class Server;
+    struct Target {
+        detail::ServerCore* core = nullptr;
+        detail::Connection* conn = nullptr;
+    };
+    Loop(std::unique_ptr<detail::ServerCore> core, Carry carry, Reducer reducer)
+        : core_(std::move(core)), target_(new Target()), reducer_(std::move(reducer)) {
+        carry_.emplace(std::move(carry));
+        target_->core = core_.get();
+    }
+    void close() noexcept {
+        if (core_) {
+            core_->close();
+            core_.reset();
+        }
+        signals_.reset();
+    }
+    void run() {
+        Target* target = target_.get();
         // respond() inside the reducer encodes straight into this client's queue.
-        struct Target {
-            detail::ServerCore* core;
-            detail::Connection* conn;
-        } target{&core, nullptr};
         const detail::ResponseSink sink{[](void* ctx, const Message& m) {
                                             auto* t = static_cast<Target*>(ctx);
                                             t->core->respond(*t->conn, m);
                                         },
-                                        &target};
-        auto on_message = [&](detail::Connection& c, const Message& m) {
-            target.conn = &c;
-            Continuation<Carry> next = detail::call_reducer(reducer, m, Continuation<Carry>(sink), std::move(carry), c.peer);
+                                        target};
+        detail::ServerCore& core = *core_;
+        core.process([&](detail::Connection& c, const Message& m) {
+            target->conn = &c;
+            Continuation<Carry> next =
+                detail::call_reducer(reducer_, m, Continuation<Carry>(sink), std::move(carry_.get()), c.peer);
             IPC_HPP_CONFIG_ASSERT(next.decided(), "the reducer returned a Continuation it did not decide");
             if (!next.decided()) std::abort();
-            carry = std::move(next.carry());
+            carry_.get() = std::move(next.carry());
             switch (next.kind()) {
                 case Continuation<Carry>::Kind::respond:
                     if (next.has_message()) core.respond(c, next.message());
@@ -2299,20 +2425,41 @@ public:
                 case Continuation<Carry>::Kind::proceed:
                 case Continuation<Carry>::Kind::undecided: break;
             }
-        };
-        while (!core.finished()) {
-            core.wait();
-            core.process(on_message);
-        }
-        core.close();
-        return Result<Carry>(std::move(carry));
+        });
     }
 
-private:
-    friend class Ipc;
-    explicit Server(std::unique_ptr<detail::ServerState> s) : s_(std::move(s)) {}
-    std::unique_ptr<detail::ServerState> s_;
+    std::unique_ptr<detail::ServerCore> core_;
+    std::unique_ptr<detail::SignalGuard> signals_;
+    std::unique_ptr<Target> target_;
+    detail::Slot<Carry> carry_;
+    Reducer reducer_;
+    std::vector<struct pollfd> none_;  // the interest of a finished loop
 };
+
+template <class Carry, class Reducer>
+Result<Server::Loop<Carry, Reducer>> Server::start(Carry carry, Reducer reducer) {
+    using L = Loop<Carry, Reducer>;
+    if (s_->stop.requested.load(std::memory_order_acquire)) {
+        return Result<L>(L(nullptr, std::move(carry), std::move(reducer)));  // sticky stop: already finished
+    }
+    auto core = std::unique_ptr<detail::ServerCore>(new detail::ServerCore(*s_));
+    auto opened = core->open();
+    if (!opened) return fail(opened.error());
+    L loop(std::move(core), std::move(carry), std::move(reducer));
+    if (s_->handle_signals) {
+        loop.signals_.reset(new detail::SignalGuard());
+        loop.signals_->install(&s_->stop);
+    }
+    return Result<L>(std::move(loop));
+}
+
+template <class Carry, class Reducer>
+Result<Carry> Server::serve(Carry carry, Reducer reducer) {
+    auto loop = start(std::move(carry), std::move(reducer));
+    if (!loop) return fail(loop.error());
+    while (!loop->finished()) loop->step();
+    return loop->finish();
+}
 
 // The entry point (the seed's Factory::build()).
 class Ipc {
@@ -2343,7 +2490,9 @@ public:
             if (file.size() <= 5 || file.substr(file.size() - 5) != ".sock") continue;
             auto name = Name::parse(file.substr(0, file.size() - 5));
             if (!name) continue;
-            if (detail::is_live(path_of(*name), have_list ? &listening : nullptr)) names.push_back(std::move(name).value());
+            if (detail::is_live(path_of(*name), detail::Liveness::report, have_list ? &listening : nullptr)) {
+                names.push_back(std::move(name).value());
+            }
         }
         ::closedir(d);
         for (std::size_t i = 1; i < names.size(); ++i) {  // insertion sort: no <algorithm>
@@ -2353,7 +2502,7 @@ public:
     }
 
     // Whether a live server has this name.
-    bool exist(const Name& name) const { return detail::is_live(path_of(name)); }
+    bool exist(const Name& name) const { return detail::is_live(path_of(name), detail::Liveness::report); }
 
     // Connects now and completes the handshake.
     Result<Process> get(const Name& name) const { return get(name, config_.handshake_timeout); }
@@ -2442,7 +2591,7 @@ public:
         auto len = detail::unix_address(path, addr);
         if (!len) return fail(len.error());
         // A live server keeps its name (PROTOCOL §5); serve() checks again when it binds.
-        if (detail::is_live(path)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
+        if (detail::is_live(path, detail::Liveness::replace)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
         auto state = std::unique_ptr<detail::ServerState>(new detail::ServerState(name, std::move(path), config_, timeout));
         int fds[2];
         if (::pipe(fds) != 0) return fail(Errc::socket, errno, "pipe");

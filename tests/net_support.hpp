@@ -157,6 +157,7 @@ inline const char* drop_name(ipc::DropReason d) {
         case ipc::DropReason::queue_full: return "queue_full";
         case ipc::DropReason::refused: return "refused";
         case ipc::DropReason::shutdown: return "shutdown";
+        case ipc::DropReason::handshake_timeout: return "handshake_timeout";
     }
     return "unknown";
 }
