@@ -183,6 +183,20 @@
 #include <stdexcept>
 #endif
 
+// Detected here, not in section 3: __GLIBC__ is known only once a libc
+// header is in. Idle connections free their buffers, then malloc_trim()
+// gives large ones back to the system (glibc keeps them cached otherwise).
+#ifndef IPC_HPP_HAVE_MALLOC_TRIM
+#if defined(__GLIBC__)
+#define IPC_HPP_HAVE_MALLOC_TRIM 1
+#else
+#define IPC_HPP_HAVE_MALLOC_TRIM 0
+#endif
+#endif
+#if IPC_HPP_HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
+
 namespace ipc_hpp {
 inline namespace v0_1 {
 
@@ -677,10 +691,17 @@ constexpr std::string_view content(Protocol p) noexcept {
 
 // Which protocol message (media type and content) this is, or none.
 inline Protocol classify(std::string_view type, std::string_view body) noexcept {
-    if (type != media_type || body.size() < 21 || body.substr(0, 12) != "innmind/ipc:") return Protocol::none;
-    for (Protocol p : {Protocol::connection_start, Protocol::connection_start_ok, Protocol::connection_close,
-                       Protocol::connection_close_ok, Protocol::heartbeat, Protocol::message_received}) {
-        if (body == content(p)) return p;
+    // By length first: 21 (heartbeat), 28 (start, close, received), 31 (start-ok, close-ok).
+    Protocol a = Protocol::none, b = Protocol::none, c = Protocol::none;
+    switch (body.size()) {
+        case 21: a = Protocol::heartbeat; break;
+        case 28: a = Protocol::connection_start; b = Protocol::connection_close; c = Protocol::message_received; break;
+        case 31: a = Protocol::connection_start_ok; b = Protocol::connection_close_ok; break;
+        default: return Protocol::none;
+    }
+    if (type != media_type) return Protocol::none;
+    for (Protocol p : {a, b, c}) {
+        if (p != Protocol::none && body == content(p)) return p;
     }
     return Protocol::none;
 }
@@ -879,6 +900,20 @@ private:
     std::size_t size_ = 0;
     std::size_t cap_ = 0;
 };
+// Appends one frame to a buffer, without zero-filling it first. The caller
+// guarantees the lengths fit the format (a MediaType always does).
+inline void append_frame(Buffer& out, std::string_view type, std::string_view content) {
+    const std::size_t need = frame_size(type.size(), content.size());
+    char* p = out.reserve_tail(need);
+    put_u16(p, static_cast<std::uint16_t>(type.size()));
+    std::memcpy(p + 2, type.data(), type.size());
+    p += 2 + type.size();
+    put_u32(p, static_cast<std::uint32_t>(content.size()));
+    if (!content.empty()) std::memcpy(p + 4, content.data(), content.size());
+    p[4 + content.size()] = static_cast<char>(end_marker);
+    out.commit(need);
+}
+inline void append_frame(Buffer& out, Protocol p) { append_frame(out, protocol::media_type, protocol::content(p)); }
 }  // namespace detail
 
 // Incremental frame decoder. Feed it bytes in chunks of any size (one at a
@@ -923,10 +958,9 @@ public:
         if (!checked_) {
             // Validate the media type as soon as it is complete; a peer
             // usually repeats the same one, which is then not parsed again.
-            if (!raw_known_ || raw_type != std::string_view(raw_)) {
-                if (protocol::media_type == raw_type) {
-                    type_.assign(raw_type.data(), raw_type.size());
-                } else if (!detail::canonical_media_type(raw_type, type_)) {
+            plain_ = protocol::media_type == raw_type;
+            if (!plain_ && (!raw_known_ || raw_type != std::string_view(raw_))) {
+                if (!detail::canonical_media_type(raw_type, type_)) {
                     raw_known_ = false;
                     return error(Errc::invalid_media_type, "decode: media type refused");
                 }
@@ -944,7 +978,11 @@ public:
             return Status::need_more;
         }
         if (static_cast<unsigned char>(p[total - 1]) != end_marker) return error(Errc::malformed_frame, "decode: end marker is not 0xCE");
-        out.type_.value_.assign(type_);
+        if (plain_) {
+            out.type_.value_.assign(protocol::media_type.data(), protocol::media_type.size());
+        } else {
+            out.type_.value_.assign(type_);
+        }
         out.content_.assign(p + 2 + type_len + 4, content_len);
         pos_ += total;
         checked_ = false;
@@ -998,6 +1036,7 @@ private:
     std::string type_;  // the current frame's media type, canonical
     std::string raw_;   // ... as it came on the wire
     bool raw_known_ = false;
+    bool plain_ = false;  // the current frame is text/plain (the protocol's own type)
     std::size_t pos_ = 0;
     std::size_t want_ = 0;
     std::uint32_t max_;
@@ -1342,6 +1381,13 @@ struct Config {
     // Most bytes a server may have queued for one client that does not read;
     // past it, that client is dropped. 0 = max frame size + 1 MiB.
     std::size_t max_queued_bytes = 0;
+    // true: the server puts each ack on the wire before calling the reducer,
+    // as the reference does, so a client's send() returns while a slow
+    // reducer works. false (default): the ack leaves with the response in
+    // one send() once the reducer returns — one syscall and one wake-up less
+    // per round trip; choose true when reducers may take longer than your
+    // clients' send() timeouts.
+    bool flush_ack_before_reducer = false;
     mode_t socket_mode = 0600;     // the server's socket file
     mode_t directory_mode = 0700;  // directories ipc.hpp creates
 };
@@ -1439,7 +1485,7 @@ public:
         if (closed_) return Unit{};
         auto deadline = detail::Deadline::after(timeout);
         out_.clear();
-        encode_to(Protocol::connection_close, out_);
+        detail::append_frame(out_, Protocol::connection_close);
         auto w = write_all(deadline);
         if (!w) {
             cut();
@@ -1486,7 +1532,7 @@ private:
             if (p != Protocol::heartbeat) return fail(Errc::protocol, 0, "handshake: expected connection start");
         }
         out_.clear();
-        encode_to(Protocol::connection_start_ok, out_);
+        detail::append_frame(out_, Protocol::connection_start_ok);
         return write_all(deadline);
     }
 
@@ -1494,11 +1540,9 @@ private:
         if (closed_) return fail(Errc::closed, 0, "send");
         if (m.content().size() > 0xFFFFFFFFull) return fail(Errc::message_too_large, 0, "send");
         out_.clear();
-        auto e = encode_to(m, out_);
-        if (!e) return e;
+        detail::append_frame(out_, m.media_type().view(), m.content());
         auto w = write_all(deadline);
         if (!w) return w;
-        if (out_.capacity() > (1u << 20)) std::string().swap(out_);
         Message& in = scratch_;
         for (;;) {
             auto r = read_message(in, deadline);
@@ -1521,7 +1565,7 @@ private:
 
     void answer_close() {
         out_.clear();
-        encode_to(Protocol::connection_close_ok, out_);
+        detail::append_frame(out_, Protocol::connection_close_ok);
         (void)write_all(detail::Deadline::after(config_.close_timeout));
         cut();
     }
@@ -1613,7 +1657,7 @@ private:
     detail::Fd fd_;
     Name name_;
     Decoder decoder_;
-    std::string out_;
+    detail::Buffer out_;
     std::vector<Message> pending_;
     std::size_t pending_head_ = 0;
     Message scratch_;  // acks and heartbeats land here, without allocating
@@ -1682,6 +1726,15 @@ public:
     enum class Kind : unsigned char { undecided, respond, proceed, close, stop };
 
     Continuation() = default;
+    Continuation(Continuation&&) noexcept(std::is_nothrow_move_constructible<Carry>::value) = default;
+    Continuation& operator=(Continuation&&) = default;
+    Continuation(const Continuation& o)
+        : kind_(o.kind_), sent_(o.sent_), sink_(o.sink_), carry_(o.carry_),
+          message_(o.message_ ? new Message(*o.message_) : nullptr) {}
+    Continuation& operator=(const Continuation& o) {
+        if (this != &o) *this = Continuation(o);
+        return *this;
+    }
 
     // Inside serve(), the message is encoded into the client's write queue
     // at once (no copy is kept, so it may be the message being handled or
@@ -1692,7 +1745,7 @@ public:
             sink_.emit(sink_.ctx, message);
             c.sent_ = true;
         } else {
-            c.message_.emplace(message);
+            c.message_.reset(new Message(message));
         }
         return c;
     }
@@ -1702,7 +1755,7 @@ public:
             sink_.emit(sink_.ctx, message);
             c.sent_ = true;
         } else {
-            c.message_.emplace(std::move(message));
+            c.message_.reset(new Message(std::move(message)));
         }
         return c;
     }
@@ -1715,8 +1768,8 @@ public:
     bool decided() const noexcept { return kind_ != Kind::undecided; }
     Carry& carry() noexcept { return carry_.get(); }
     // The response kept by a Continuation built outside serve().
-    bool has_message() const noexcept { return message_.full(); }
-    Message& message() noexcept { return message_.get(); }
+    bool has_message() const noexcept { return message_ != nullptr; }
+    Message& message() noexcept { return *message_; }
 
 private:
     friend class Server;
@@ -1728,7 +1781,9 @@ private:
     bool sent_ = false;
     detail::ResponseSink sink_;
     detail::Slot<Carry> carry_;
-    detail::Slot<Message> message_;
+    // Only a Continuation built outside serve() keeps its response (inside,
+    // respond() has already queued it); a pointer keeps this type small.
+    std::unique_ptr<Message> message_;
 };
 
 namespace detail {
@@ -2026,17 +2081,7 @@ public:
 
     void respond(Connection& c, const Message& m) {
         if (c.state != Connection::State::ready) return;
-        std::size_t before = c.out.size();
-        std::size_t need = frame_size(m.media_type().view().size(), m.content().size());
-        char* p = c.out.reserve_tail(need);
-        detail::put_u16(p, static_cast<std::uint16_t>(m.media_type().view().size()));
-        std::memcpy(p + 2, m.media_type().view().data(), m.media_type().view().size());
-        p += 2 + m.media_type().view().size();
-        detail::put_u32(p, static_cast<std::uint32_t>(m.content().size()));
-        if (!m.content().empty()) std::memcpy(p + 4, m.content().data(), m.content().size());
-        p[4 + m.content().size()] = static_cast<char>(end_marker);
-        c.out.commit(need);
-        (void)before;
+        append_frame(c.out, m.media_type().view(), m.content());
         check_queue(c);
     }
 
@@ -2053,7 +2098,6 @@ public:
         }
         c.out.clear();
         c.out_off = 0;
-        if (c.out.capacity() > 65536) c.out.shrink();
         if (c.state == Connection::State::closing_after_flush) drop(c, DropReason::closed, Error{Errc::closed, 0, "client closed"});
     }
 
@@ -2063,16 +2107,7 @@ private:
     }
 
     void queue(Connection& c, Protocol p) {
-        std::string_view body = protocol::content(p);
-        std::size_t need = frame_size(protocol::media_type.size(), body.size());
-        char* o = c.out.reserve_tail(need);
-        detail::put_u16(o, static_cast<std::uint16_t>(protocol::media_type.size()));
-        std::memcpy(o + 2, protocol::media_type.data(), protocol::media_type.size());
-        o += 2 + protocol::media_type.size();
-        detail::put_u32(o, static_cast<std::uint32_t>(body.size()));
-        std::memcpy(o + 4, body.data(), body.size());
-        o[4 + body.size()] = static_cast<char>(end_marker);
-        c.out.commit(need);
+        append_frame(c.out, p);
         check_queue(c);
     }
 
@@ -2154,7 +2189,6 @@ private:
             if (static_cast<std::size_t>(n) < room) break;
         }
         if (c.state != Connection::State::dead) {
-            if (c.decoder.capacity() > 65536 && c.decoder.buffered() < 4096) c.decoder.shrink();
             flush(c);
         }
     }
@@ -2184,8 +2218,11 @@ private:
                         c.state = Connection::State::closing_after_flush;
                     } else if (p == Protocol::none) {
                         last_activity_ = now_;
+                        // The ack is queued before the reducer runs, and by
+                        // default leaves in one send() with the response
+                        // (PROTOCOL §4 allows it: same bytes, fewer wake-ups).
                         queue(c, Protocol::message_received);
-                        flush(c);  // the ack is on the wire before the reducer runs (PROTOCOL §4)
+                        if (s_.config.flush_ack_before_reducer) flush(c);
                         if (c.state == Connection::State::ready) on_message(c, scratch_);
                     }
                     break;
@@ -2198,6 +2235,7 @@ private:
     void heartbeats() {
         const std::int64_t period = heartbeat_period();
         const std::int64_t handshake = s_.config.handshake_timeout.count();
+        std::size_t released = 0;
         for (auto& c : conns_) {
             // A peer that never finishes the handshake does not keep its fd.
             if (c->state == Connection::State::awaiting_start_ok && handshake >= 0 && now_ - c->accepted_at >= handshake) {
@@ -2207,6 +2245,7 @@ private:
             // An idle connection gives its buffers back; a busy one keeps
             // them, so steady traffic does not allocate.
             if (c->state != Connection::State::dead && now_ - c->last_in >= period && c->queued() == 0) {
+                released += c->decoder.capacity() + c->out.capacity();
                 c->decoder.release();
                 c->out.clear();
                 c->out_off = 0;
@@ -2220,6 +2259,12 @@ private:
                 if (c->state != Connection::State::dead) flush(*c);
             }
         }
+        // Freed large buffers stay in the allocator's cache otherwise.
+#if IPC_HPP_HAVE_MALLOC_TRIM
+        if (released >= (std::size_t{1} << 17)) ::malloc_trim(0);
+#else
+        (void)released;
+#endif
     }
 
     void drop(Connection& c, DropReason why, const Error& e) {

@@ -191,7 +191,9 @@ TEST_CASE("client: Ipc::wait with a timeout gives up in time, or succeeds when t
 TEST_CASE("client: Process::wait with and without a timeout") {
     Watchdog wd;
     TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
+    ipc::Config config = test_config(dir.path());
+    config.flush_ack_before_reducer = true;  // send() returns while the slow reducer works
+    ipc::Ipc ipc(config);
     const ipc::Name name = name_of("srv");
 
     // The reducer answers "later" only when the test opens the gate.

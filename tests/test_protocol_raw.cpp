@@ -113,9 +113,12 @@ TEST_CASE("raw client vs server: frames before start ok are ignored") {
     CHECK(r.value() == 1);
 }
 
-TEST_CASE("raw client vs server: the ack is on the wire before the reducer runs, the response after it") {
+TEST_CASE("raw client vs server: with flush_ack_before_reducer, the ack is on the wire before the reducer runs") {
     Watchdog wd;
     Fixture f;
+    ipc::Config config = test_config(f.dir.path());
+    config.flush_ack_before_reducer = true;
+    f.ipc = ipc::Ipc(config);
     Gate gate;
     std::atomic<int> entered{0};
     std::atomic<bool> passed{false};
@@ -798,4 +801,34 @@ TEST_CASE("raw server vs client: the destructor closes properly") {
     REQUIRE(conn.send(close_ok_frame()));
     destroying.get();
     CHECK(conn.wait_eof(2000));
+}
+
+TEST_CASE("raw client vs server: by default the ack leaves in the same send() as the response") {
+    // One send() puts both frames in the socket at once: a reader that waits
+    // for the first byte and then reads once gets the ack and the response
+    // together, however slow the reducer was.
+    Watchdog wd;
+    Fixture f;
+    auto reducer = [](const ipc::Message& m, ipc::Continuation<int> c, int n) {
+        sleep_ms(150);  // a slow reducer: with an early ack, the ack would be alone for 150 ms
+        return c.respond(n + 1, ipc::Message::text("re:" + m.content()));
+    };
+    ThreadServer<int> server(f.ipc, f.name, 0, reducer);
+    REQUIRE(wait_live(f.ipc, f.name));
+    RawConn c = RawConn::connect(f.path);
+    REQUIRE(c.valid());
+    REQUIRE(c.handshake());
+    REQUIRE(c.send_text("hello"));
+    struct pollfd pfd {};
+    pfd.fd = c.fd();
+    pfd.events = POLLIN;
+    REQUIRE(::poll(&pfd, 1, 3000) == 1);
+    std::string expected = ack_frame() + text_frame("re:hello");
+    std::string got(expected.size() + 64, '\0');
+    ssize_t n = ::recv(c.fd(), &got[0], got.size(), MSG_DONTWAIT);
+    REQUIRE(n > 0);
+    got.resize(static_cast<std::size_t>(n));
+    CHECK(hex(got) == hex(expected));
+    c.close();
+    REQUIRE(server.finish().has_value());
 }

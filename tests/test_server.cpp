@@ -137,10 +137,11 @@ TEST_CASE("server: our client and our server in two processes — respond, conti
     CHECK_FALSE(ipc.exist(name));
 }
 
-TEST_CASE("server: the ack is sent before the reducer runs — our client's send returns while the reducer works") {
+TEST_CASE("server: with flush_ack_before_reducer, our client's send returns while the reducer works") {
     Watchdog wd;
     TempDir dir;
-    const ipc::Config config = test_config(dir.path());
+    ipc::Config config = test_config(dir.path());
+    config.flush_ack_before_reducer = true;
     const ipc::Name name = name_of("srv");
     Pipe gate;
     const int gate_fd = gate.read_end();
