@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# tests/fallbacks/run.sh: the test suite with every optional platform feature
+# of ipc.hpp forced off, so that the portable code paths (the ones a
+# non-Linux or old system would take) are compiled and run on Linux:
+#   IPC_HPP_HAVE_ACCEPT4=0        accept() + fcntl() instead of accept4()
+#   IPC_HPP_HAVE_SOCK_CLOEXEC=0   socket() + fcntl() instead of SOCK_CLOEXEC|SOCK_NONBLOCK
+#   IPC_HPP_HAVE_MSG_NOSIGNAL=0   send() without MSG_NOSIGNAL
+#   IPC_HPP_HAVE_SO_PEERCRED=0    no peer credentials
+#   IPC_HPP_HAVE_PROC_NET_UNIX=0  liveness by connecting, not /proc/net/unix
+#   IPC_HPP_HAVE_INOTIFY=0        Ipc::wait polls with a backoff
+#   IPC_HPP_HAVE_MALLOC_TRIM=0    idle buffers freed, no malloc_trim() (non-glibc)
+# That is meson's -Dfallbacks=true (meson.build adds these defines to
+# every target, tests/meson.build to the strict compiles too).
+#
+# Installs what is missing (Debian 12, root only), configures
+# build-fallbacks from scratch, builds, runs `meson test`, and ends with
+#   fallbacks: N passed, N failed
+# Exits non-zero when the build or a test fails. Bounded time: build
+# IPC_HPP_FALLBACKS_BUILD_SECONDS (default 1200), tests
+# IPC_HPP_FALLBACKS_TEST_SECONDS (default 900).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+build_dir=build-fallbacks
+started=$(date +%s)
+
+missing=()
+command -v meson >/dev/null 2>&1 || missing+=(meson)
+command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v timeout >/dev/null 2>&1 || missing+=(coreutils)
+[ -f /usr/include/doctest/doctest.h ] || missing+=(doctest-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "fallbacks: missing: ${missing[*]}"
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y --no-install-recommends "${missing[@]}"
+    else
+        echo "fallbacks: not root (or no apt-get): install ${missing[*]} and run again" >&2
+        echo "fallbacks: 0 passed, 1 failed"
+        exit 1
+    fi
+fi
+
+finish() {
+    local counts passed failed
+    counts=$(python3 tests/testlog_count.py "$build_dir")
+    passed=${counts% *}
+    failed=${counts#* }
+    if [ "$1" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+    echo "fallbacks: $(($(date +%s) - started)) s"
+    echo "fallbacks: $passed passed, $failed failed"
+    if [ "$1" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
+    exit 0
+}
+
+rm -rf "$build_dir"
+if ! meson setup "$build_dir" -Dfallbacks=true \
+    || ! timeout "${IPC_HPP_FALLBACKS_BUILD_SECONDS:-1200}" meson compile -C "$build_dir"; then
+    echo "fallbacks: build failed" >&2
+    finish 1
+fi
+# The defines really are on the command line of every compile.
+for feature in ACCEPT4 SOCK_CLOEXEC MSG_NOSIGNAL SO_PEERCRED PROC_NET_UNIX INOTIFY MALLOC_TRIM; do
+    if ! grep -q -- "-DIPC_HPP_HAVE_$feature=0" "$build_dir/compile_commands.json"; then
+        echo "fallbacks: IPC_HPP_HAVE_$feature=0 is not in the build's compile commands" >&2
+        finish 1
+    fi
+done
+
+status=0
+timeout "${IPC_HPP_FALLBACKS_TEST_SECONDS:-900}" meson test -C "$build_dir" --print-errorlogs || status=1
+grep -E '^\[doctest\] (test cases|assertions)' "$build_dir/meson-logs/testlog.txt" || true
+finish "$status"
