@@ -103,7 +103,7 @@
 #endif
 
 #ifndef IPC_HPP_HAVE_SOCK_CLOEXEC
-#if defined(SOCK_CLOEXEC) || defined(__linux__)
+#if defined(__linux__)
 #define IPC_HPP_HAVE_SOCK_CLOEXEC 1
 #else
 #define IPC_HPP_HAVE_SOCK_CLOEXEC 0
@@ -717,7 +717,7 @@ public:
 
     // Validates the media type; refuses content over 4 GiB - 1.
     static Result<Message> make(std::string_view media_type, std::string_view content) {
-        if (content.size() > 0xFFFFFFFFull) return fail(Errc::message_too_large, 0, "Message::make");
+        if (content.size() > std::size_t{0xFFFFFFFFu}) return fail(Errc::message_too_large, 0, "Message::make");
         auto type = MediaType::parse(media_type);
         if (!type) return fail(type.error());
         return Message(std::move(type).value(), std::string(content));
@@ -791,7 +791,7 @@ inline std::uint32_t get_u32(const char* p) noexcept {
 // format's limits are refused.
 inline Result<Unit> encode_to(std::string_view media_type, std::string_view content, std::string& out) {
     if (media_type.size() > 0xFFFFu) return fail(Errc::invalid_media_type, 0, "encode: media type too long");
-    if (content.size() > 0xFFFFFFFFull) return fail(Errc::message_too_large, 0, "encode");
+    if (content.size() > std::size_t{0xFFFFFFFFu}) return fail(Errc::message_too_large, 0, "encode");
     std::size_t at = out.size();
     out.resize(at + frame_size(media_type.size(), content.size()));
     char* p = &out[at];
@@ -971,7 +971,10 @@ public:
         }
         if (avail < 2 + type_len + 4) return Status::need_more;
         const std::uint32_t content_len = detail::get_u32(p + 2 + type_len);
-        if (content_len > max_) return error(Errc::message_too_large, "decode: announced content length");
+        // A frame this build cannot hold (max_size() is about 1 GiB with a
+        // 32-bit size_t) is too large; frame_size() below then cannot wrap.
+        if (content_len > max_ || content_len > out.content_.max_size())
+            return error(Errc::message_too_large, "decode: announced content length");
         const std::size_t total = frame_size(type_len, content_len);
         if (avail < total) {
             want_ = total;
@@ -1146,8 +1149,8 @@ inline bool set_nonblock_cloexec(int fd) noexcept {
 
 // A non-blocking, close-on-exec AF_UNIX stream socket.
 // Without MSG_NOSIGNAL, a socket option keeps SIGPIPE away where the
-// platform has one (SO_NOSIGPIPE, BSDs); elsewhere the user must ignore
-// SIGPIPE (README, Portability).
+// platform has one (SO_NOSIGPIPE, BSDs); elsewhere send_some() blocks it
+// around each send (SigpipeGuard).
 inline void no_sigpipe(int fd) noexcept {
 #if !IPC_HPP_HAVE_MSG_NOSIGNAL && defined(SO_NOSIGPIPE)
     int one = 1;
@@ -1181,8 +1184,50 @@ inline int send_flags() noexcept {
 #endif
 }
 
+#if !IPC_HPP_HAVE_MSG_NOSIGNAL
+// Without MSG_NOSIGNAL, SIGPIPE is blocked in the calling thread for the
+// send, and one that the send raised is taken off the pending set (one that
+// was pending before is left alone). On macOS (no sigtimedwait) set
+// SO_NOSIGPIPE on each socket instead.
+class SigpipeGuard {
+public:
+    SigpipeGuard() noexcept {
+        sigemptyset(&pipe_);
+        sigaddset(&pipe_, SIGPIPE);
+        sigset_t pending;
+        sigemptyset(&pending);
+        was_pending_ = ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+        ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+    }
+    ~SigpipeGuard() {
+        int saved = errno;
+        if (!was_pending_) {
+            sigset_t pending;
+            sigemptyset(&pending);
+            if (::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+                struct timespec zero {};
+                while (::sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+                }
+            }
+        }
+        ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+        errno = saved;
+    }
+    SigpipeGuard(const SigpipeGuard&) = delete;
+    SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+private:
+    sigset_t pipe_;
+    sigset_t old_;
+    bool was_pending_ = false;
+};
+#endif
+
 // One send(): bytes written (>= 0, 0 when the socket is full) or -1 with errno.
 inline long send_some(int fd, const char* p, std::size_t n) noexcept {
+#if !IPC_HPP_HAVE_MSG_NOSIGNAL
+    SigpipeGuard no_sigpipe;
+#endif
     for (;;) {
         ssize_t r = ::send(fd, p, n, send_flags());
         if (r >= 0) return static_cast<long>(r);
@@ -1538,7 +1583,7 @@ private:
 
     Result<Unit> send_one(const Message& m, const detail::Deadline& deadline) {
         if (closed_) return fail(Errc::closed, 0, "send");
-        if (m.content().size() > 0xFFFFFFFFull) return fail(Errc::message_too_large, 0, "send");
+        if (m.content().size() > std::size_t{0xFFFFFFFFu}) return fail(Errc::message_too_large, 0, "send");
         out_.clear();
         detail::append_frame(out_, m.media_type().view(), m.content());
         auto w = write_all(deadline);
@@ -2115,6 +2160,7 @@ private:
         std::size_t limit = s_.config.max_queued_bytes != 0
                                 ? s_.config.max_queued_bytes
                                 : frame_size(0xFFFF, s_.config.max_message_size) + (std::size_t{1} << 20);
+        if (limit < s_.config.max_message_size) limit = SIZE_MAX;  // wrapped on a 32-bit size_t
         if (c.queued() > limit) drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
     }
 

@@ -19,17 +19,10 @@
 
 namespace {
 
-#if IPC_HPP_HAVE_MSG_NOSIGNAL || defined(SO_NOSIGPIPE)
-// MSG_NOSIGNAL on each send, or SO_NOSIGPIPE on each socket: the library
-// keeps SIGPIPE away, with the default disposition (SIGPIPE kills).
+// MSG_NOSIGNAL on each send, or (IPC_HPP_HAVE_MSG_NOSIGNAL=0) SIGPIPE
+// blocked around each send and a raised one taken back: either way the
+// library keeps SIGPIPE away with the default disposition (SIGPIPE kills).
 constexpr bool library_keeps_sigpipe_away = true;
-#else
-// Neither (IPC_HPP_HAVE_MSG_NOSIGNAL=0 on Linux): ipc.hpp leaves SIGPIPE to
-// the user, who must ignore it (detail::no_sigpipe). The client does, as a
-// user must, and the send must still fail with closed_by_peer. If ipc.hpp
-// ever blocks SIGPIPE around its sends itself, make this true.
-constexpr bool library_keeps_sigpipe_away = false;
-#endif
 
 void write_byte(int fd) {
     char b = 1;
