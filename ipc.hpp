@@ -2055,10 +2055,17 @@ public:
         bool accepting = !shutting_down_ && now_ms() >= accept_paused_until_;
         if (!accepting && !shutting_down_ && accept_paused_until_ - now_ms() < timeout) timeout = accept_paused_until_ - now_ms();
         pfds_.push_back(pollfd{accepting ? listener_.get() : -1, POLLIN, 0});
+        const std::int64_t handshake = s_.config.handshake_timeout.count();
+        const std::int64_t now = now_ms();
         for (auto& c : conns_) {
             short ev = POLLIN;
             if (c->queued() > 0) ev = static_cast<short>(ev | POLLOUT);
             pfds_.push_back(pollfd{c->fd.get(), ev, 0});
+            // wake for the handshake deadline of a peer that has not answered
+            if (c->state == Connection::State::awaiting_start_ok && handshake >= 0) {
+                std::int64_t left = c->accepted_at + handshake - now;
+                if (left < timeout) timeout = left < 0 ? 0 : left;
+            }
         }
         if (timeout < 0) timeout = 0;
         timeout_ms = static_cast<int>(timeout);
@@ -2127,7 +2134,6 @@ public:
     void respond(Connection& c, const Message& m) {
         if (c.state != Connection::State::ready) return;
         append_frame(c.out, m.media_type().view(), m.content());
-        check_queue(c);
     }
 
     void flush(Connection& c) {
@@ -2138,7 +2144,10 @@ public:
                 drop(c, DropReason::io_error, io_error(err, "send"));
                 return;
             }
-            if (n == 0) return;  // the socket is full: POLLOUT will call again
+            if (n == 0) {  // the socket is full: POLLOUT calls again, unless the peer is not reading at all
+                if (c.queued() > queue_limit()) drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
+                return;
+            }
             c.out_off += static_cast<std::size_t>(n);
         }
         c.out.clear();
@@ -2153,15 +2162,15 @@ private:
 
     void queue(Connection& c, Protocol p) {
         append_frame(c.out, p);
-        check_queue(c);
     }
 
-    void check_queue(Connection& c) {
-        std::size_t limit = s_.config.max_queued_bytes != 0
-                                ? s_.config.max_queued_bytes
-                                : frame_size(0xFFFF, s_.config.max_message_size) + (std::size_t{1} << 20);
-        if (limit < s_.config.max_message_size) limit = SIZE_MAX;  // wrapped on a 32-bit size_t
-        if (c.queued() > limit) drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
+    // What a peer that does not read may leave queued (after a send that
+    // wrote what the socket took) before it is dropped.
+    std::size_t queue_limit() const noexcept {
+        if (s_.config.max_queued_bytes != 0) return s_.config.max_queued_bytes;
+        const std::size_t frame = frame_size(0xFFFF, s_.config.max_message_size);
+        const std::size_t slack = std::size_t{1} << 20;
+        return frame > SIZE_MAX - slack ? SIZE_MAX : frame + slack;  // saturates on a 32-bit size_t
     }
 
     void accept() {
