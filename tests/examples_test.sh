@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# tests/examples_test.sh IPCCTL COUNTER_SERVER PING_CLIENT
+#
+# Drives the example programs as a user would, as real processes: ipcctl's
+# whole contract (list, send, echo and their stop conditions, --help, bad
+# arguments, bounded waits) and the README's demo (the seed's counter server
+# and ping client). Every wait is bounded; ends with "N passed, N failed".
+set -u
+
+ipcctl=$1
+counter_server=$2
+ping_client=$3
+dir=$(mktemp -d "${TMPDIR:-/tmp}/ipchpp-examples.XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+check() {  # check DESCRIPTION EXPECTED ACTUAL
+    if [ "$2" == "$3" ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL: $1: expected [$2], got [$3]"
+    fi
+}
+# wait_for_name NAME: until `ipcctl list` shows NAME (at most 5 s).
+wait_for_name() {
+    for _ in $(seq 500); do
+        "$ipcctl" --dir "$dir" list 2>/dev/null | grep -qx "$1" && return 0
+        sleep 0.01
+    done
+    return 1
+}
+
+# --help everywhere, exit 0; bad arguments exit 2 with a message.
+for args in "--help" "list --help" "send --help" "echo --help"; do
+    # shellcheck disable=SC2086
+    "$ipcctl" $args > "$dir/out" 2>&1
+    check "ipcctl $args exits 0" 0 $?
+    grep -q "usage: ipcctl" "$dir/out"
+    check "ipcctl $args prints a usage" 0 $?
+done
+for args in "" "bogus" "send" "send a text/plain" "echo" "--dir" "echo n --max x" "send n text/plain c --wait-ms -1" "--nope list"; do
+    # shellcheck disable=SC2086
+    "$ipcctl" $args > /dev/null 2> "$dir/err"
+    check "ipcctl $args exits 2" 2 $?
+    check "ipcctl $args explains on stderr" 1 "$([ -s "$dir/err" ] && echo 1 || echo 0)"
+done
+
+# An echo server: list, send (content bytes on stdout, canonical round trip),
+# stop on `stop` after answering it, then the count on stdout.
+"$ipcctl" --dir "$dir" echo e1 > "$dir/e1.out" 2> "$dir/e1.err" &
+pids+=($!)
+e1=$!
+wait_for_name e1
+check "list shows the echo server" "e1" "$("$ipcctl" --dir "$dir" list)"
+check "send prints the reply's content" "hello world" "$("$ipcctl" --dir "$dir" send e1 'text/plain;charset=utf-8' 'hello world')"
+check "send of an empty content" "" "$("$ipcctl" --dir "$dir" send e1 application/octet-stream '')"
+"$ipcctl" --dir "$dir" send e1 'not a type' x > /dev/null 2> "$dir/err"
+check "an invalid media type fails" 1 $?
+check "with a one-line error" 1 "$(wc -l < "$dir/err")"
+check "the stop message is answered too" "stop" "$("$ipcctl" --dir "$dir" send e1 text/plain stop)"
+wait "$e1"
+check "echo exits 0 after stop" 0 $?
+check "echo prints how many messages it received" 3 "$(cat "$dir/e1.out")"
+check "the server is gone from the list" "" "$("$ipcctl" --dir "$dir" list)"
+check "its socket file is removed" 0 "$(find "$dir" -name '*.sock' | wc -l)"
+
+# send to nobody: fails within --wait-ms, one line on stderr.
+start=$(date +%s%N)
+"$ipcctl" --dir "$dir" send nobody text/plain x --wait-ms 300 > /dev/null 2> "$dir/err"
+rc=$?
+elapsed=$((($(date +%s%N) - start) / 1000000))
+check "send to a missing server fails" 1 $rc
+check "within its --wait-ms (300 ms, under 3 s)" 1 "$([ "$elapsed" -ge 300 ] && [ "$elapsed" -lt 3000 ] && echo 1 || echo 0)"
+check "with a one-line error" 1 "$(wc -l < "$dir/err")"
+
+# --max N: stops after answering the Nth message.
+"$ipcctl" --dir "$dir" echo e2 --max 2 > "$dir/e2.out" &
+pids+=($!)
+e2=$!
+wait_for_name e2
+check "--max: first" "a" "$("$ipcctl" --dir "$dir" send e2 text/plain a)"
+check "--max: second" "b" "$("$ipcctl" --dir "$dir" send e2 text/plain b)"
+wait "$e2"
+check "--max 2 stops and exits 0" 0 $?
+check "--max 2 prints 2" 2 "$(cat "$dir/e2.out")"
+
+# --timeout-ms T: stops after T ms without activity.
+start=$(date +%s%N)
+"$ipcctl" --dir "$dir" echo e3 --timeout-ms 300 > "$dir/e3.out"
+check "--timeout-ms exits 0" 0 $?
+elapsed=$((($(date +%s%N) - start) / 1000000))
+check "--timeout-ms 300 stops between 0.3 and 3 s" 1 "$([ "$elapsed" -ge 300 ] && [ "$elapsed" -lt 3000 ] && echo 1 || echo 0)"
+check "--timeout-ms prints 0" 0 "$(cat "$dir/e3.out")"
+
+# SIGINT and SIGTERM stop it gracefully.
+for sig in INT TERM; do
+    "$ipcctl" --dir "$dir" echo "e$sig" > "$dir/$sig.out" &
+    pids+=($!)
+    pid=$!
+    wait_for_name "e$sig"
+    "$ipcctl" --dir "$dir" send "e$sig" text/plain one > /dev/null
+    kill -"$sig" "$pid"
+    wait "$pid"
+    check "SIG$sig: exits 0" 0 $?
+    check "SIG$sig: prints the count" 1 "$(cat "$dir/$sig.out")"
+done
+
+# The README's demo: the seed's counter server and ping client.
+TMPDIR=$dir "$counter_server" > "$dir/counter.out" 2>&1 &
+pids+=($!)
+server=$!
+check "ping_client prints the seed's line" "server responded pong" "$(TMPDIR=$dir timeout 20 "$ping_client")"
+kill -TERM "$server"
+wait "$server"
+check "counter_server stops gracefully on SIGTERM" 0 $?
+check "and prints its count" "counter: 1" "$(cat "$dir/counter.out")"
+
+echo "examples: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
