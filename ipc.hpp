@@ -1449,6 +1449,11 @@ public:
             out_ = std::move(o.out_);
             pending_ = std::move(o.pending_);
             pending_head_ = o.pending_head_;
+            outbox_ = std::move(o.outbox_);
+            outbox_head_ = o.outbox_head_;
+            async_out_ = std::move(o.async_out_);
+            async_off_ = o.async_off_;
+            in_flight_ = o.in_flight_;
             config_ = std::move(o.config_);
             closed_ = o.closed_;
         }
@@ -1520,9 +1525,88 @@ public:
                 case Protocol::connection_close:
                     answer_close();
                     return fail(Errc::closed, 0, "wait: closed by the server");
+                case Protocol::message_received:  // for a posted message
+                    acknowledged();
+                    (void)flush_async();
+                    break;
                 default: break;  // heartbeats and stray protocol messages
             }
         }
+    }
+
+    // ---- Inside your own event loop: post(), step() and take() never block.
+    // Poll fd() for events(), pass the revents to step(), take() what came.
+
+    // What to poll fd() for: POLLIN, and POLLOUT while posted bytes wait.
+    short events() const noexcept {
+        return static_cast<short>(async_out_.size() > async_off_ ? (POLLIN | POLLOUT) : POLLIN);
+    }
+    // Posted messages not acknowledged yet (the one in flight included).
+    std::size_t unacknowledged() const noexcept {
+        return (in_flight_ ? 1u : 0u) + (outbox_.size() - outbox_head_);
+    }
+    // Queues a message. The protocol allows one message in flight: each goes
+    // out once the previous one is acknowledged. Writes what the socket takes.
+    Result<Unit> post(const Message& m) {
+        if (closed_) return fail(Errc::closed, 0, "post");
+        outbox_.push_back(m);
+        launch();
+        return flush_async();
+    }
+    // Does the ready work for these revents of fd(): reads what arrived,
+    // handles acknowledgements, heartbeats and the server's close, writes
+    // what is queued. Application messages wait for take().
+    Result<Unit> step(short revents) {
+        if (closed_) return fail(Errc::closed, 0, "step");
+        if ((revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+            for (;;) {
+                char* p = decoder_.prepare(65536);
+                long n = detail::recv_some(fd_.get(), p, 65536);
+                if (n == -2) break;
+                if (n == 0) {
+                    cut();
+                    return fail(Errc::closed_by_peer, 0, "recv: end of file");
+                }
+                if (n < 0) {
+                    int err = errno;
+                    cut();
+                    return fail(detail::io_error(err, "recv"));
+                }
+                decoder_.commit(static_cast<std::size_t>(n));
+                for (;;) {
+                    auto st = decoder_.next(scratch_);
+                    if (st == Decoder::Status::need_more) break;
+                    if (st == Decoder::Status::error) {
+                        Error e = decoder_.last_error();
+                        cut();
+                        return fail(e);
+                    }
+                    switch (scratch_.protocol()) {
+                        case Protocol::message_received: acknowledged(); break;
+                        case Protocol::none:
+                            pending_.push_back(std::move(scratch_));
+                            scratch_ = Message();
+                            break;
+                        case Protocol::connection_close:
+                            answer_close();
+                            return fail(Errc::closed, 0, "step: closed by the server");
+                        default: break;  // heartbeats are never answered
+                    }
+                }
+                if (static_cast<std::size_t>(n) < 65536) break;
+            }
+        }
+        return flush_async();
+    }
+    // The next application message received by step(), if there is one.
+    bool take(Message& out) {
+        if (pending_head_ >= pending_.size()) return false;
+        out = std::move(pending_[pending_head_++]);
+        if (pending_head_ == pending_.size()) {
+            pending_.clear();
+            pending_head_ = 0;
+        }
+        return true;
     }
 
     // The close handshake: `connection close`, then `close ok` from the server.
@@ -1583,6 +1667,7 @@ private:
 
     Result<Unit> send_one(const Message& m, const detail::Deadline& deadline) {
         if (closed_) return fail(Errc::closed, 0, "send");
+        if (unacknowledged() != 0) return fail(Errc::invalid_argument, 0, "send: posted messages await their ack (use step())");
         if (m.content().size() > std::size_t{0xFFFFFFFFu}) return fail(Errc::message_too_large, 0, "send");
         out_.clear();
         detail::append_frame(out_, m.media_type().view(), m.content());
@@ -1606,6 +1691,38 @@ private:
                 default: break;
             }
         }
+    }
+
+    // The acknowledgement of the posted message in flight: the next may go.
+    void acknowledged() {
+        if (!in_flight_) return;
+        in_flight_ = false;
+        launch();
+    }
+    void launch() {
+        if (in_flight_ || outbox_head_ >= outbox_.size()) return;
+        const Message& m = outbox_[outbox_head_++];
+        detail::append_frame(async_out_, m.media_type().view(), m.content());
+        in_flight_ = true;
+        if (outbox_head_ == outbox_.size()) {
+            outbox_.clear();
+            outbox_head_ = 0;
+        }
+    }
+    Result<Unit> flush_async() {
+        while (async_off_ < async_out_.size()) {
+            long n = detail::send_some(fd_.get(), async_out_.data() + async_off_, async_out_.size() - async_off_);
+            if (n < 0) {
+                int err = errno;
+                cut();
+                return fail(detail::io_error(err, "send"));
+            }
+            if (n == 0) return Unit{};  // the rest when fd() is writable
+            async_off_ += static_cast<std::size_t>(n);
+        }
+        async_out_.clear();
+        async_off_ = 0;
+        return Unit{};
     }
 
     void answer_close() {
@@ -1706,6 +1823,12 @@ private:
     std::vector<Message> pending_;
     std::size_t pending_head_ = 0;
     Message scratch_;  // acks and heartbeats land here, without allocating
+    // post()/step(): messages waiting their turn, and the bytes being written.
+    std::vector<Message> outbox_;
+    std::size_t outbox_head_ = 0;
+    detail::Buffer async_out_;
+    std::size_t async_off_ = 0;
+    bool in_flight_ = false;
     Config config_;
     bool closed_ = false;
 };
