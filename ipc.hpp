@@ -784,6 +784,16 @@ inline std::uint32_t get_u32(const char* p) noexcept {
            (static_cast<std::uint32_t>(static_cast<unsigned char>(p[2])) << 8) |
            static_cast<std::uint32_t>(static_cast<unsigned char>(p[3]));
 }
+// Writes one frame at p, which has room for frame_size(type, content) bytes.
+// The caller guarantees the lengths fit the format.
+inline void write_frame(char* p, std::string_view type, std::string_view content) noexcept {
+    put_u16(p, static_cast<std::uint16_t>(type.size()));
+    if (!type.empty()) std::memcpy(p + 2, type.data(), type.size());
+    p += 2 + type.size();
+    put_u32(p, static_cast<std::uint32_t>(content.size()));
+    if (!content.empty()) std::memcpy(p + 4, content.data(), content.size());
+    p[4 + content.size()] = static_cast<char>(end_marker);
+}
 }  // namespace detail
 
 // Appends the frame for (media type, content) to out. The media type must
@@ -794,16 +804,7 @@ inline Result<Unit> encode_to(std::string_view media_type, std::string_view cont
     if (content.size() > std::size_t{0xFFFFFFFFu}) return fail(Errc::message_too_large, 0, "encode");
     std::size_t at = out.size();
     out.resize(at + frame_size(media_type.size(), content.size()));
-    char* p = &out[at];
-    detail::put_u16(p, static_cast<std::uint16_t>(media_type.size()));
-    p += 2;
-    if (!media_type.empty()) std::memcpy(p, media_type.data(), media_type.size());
-    p += media_type.size();
-    detail::put_u32(p, static_cast<std::uint32_t>(content.size()));
-    p += 4;
-    if (!content.empty()) std::memcpy(p, content.data(), content.size());
-    p += content.size();
-    *p = static_cast<char>(end_marker);
+    detail::write_frame(&out[at], media_type, content);
     return Unit{};
 }
 inline Result<Unit> encode_to(const Message& m, std::string& out) {
@@ -904,13 +905,7 @@ private:
 // guarantees the lengths fit the format (a MediaType always does).
 inline void append_frame(Buffer& out, std::string_view type, std::string_view content) {
     const std::size_t need = frame_size(type.size(), content.size());
-    char* p = out.reserve_tail(need);
-    put_u16(p, static_cast<std::uint16_t>(type.size()));
-    std::memcpy(p + 2, type.data(), type.size());
-    p += 2 + type.size();
-    put_u32(p, static_cast<std::uint32_t>(content.size()));
-    if (!content.empty()) std::memcpy(p + 4, content.data(), content.size());
-    p[4 + content.size()] = static_cast<char>(end_marker);
+    write_frame(out.reserve_tail(need), type, content);
     out.commit(need);
 }
 inline void append_frame(Buffer& out, Protocol p) { append_frame(out, protocol::media_type, protocol::content(p)); }
@@ -1484,12 +1479,7 @@ public:
         return Unit{};
     }
     Result<Unit> send(std::initializer_list<Message> messages, Milliseconds timeout = Milliseconds::forever()) {
-        auto deadline = detail::Deadline::after(timeout);
-        for (const Message& m : messages) {
-            auto r = send_one(m, deadline);
-            if (!r) return r;
-        }
-        return Unit{};
+        return send<std::initializer_list<Message>>(messages, timeout);
     }
 
     // The next application message. Heartbeats are hidden; a heartbeat is
@@ -1507,14 +1497,7 @@ public:
     // Same as wait(), into a message you keep: its buffers are reused, so a
     // steady request/response loop does not allocate.
     Result<Unit> wait_into(Message& m, Milliseconds timeout = Milliseconds::forever()) {
-        if (pending_head_ < pending_.size()) {
-            m = std::move(pending_[pending_head_++]);
-            if (pending_head_ == pending_.size()) {
-                pending_.clear();
-                pending_head_ = 0;
-            }
-            return Unit{};
-        }
+        if (take(m)) return Unit{};
         if (closed_) return fail(Errc::closed, 0, "wait");
         auto deadline = detail::Deadline::after(timeout);
         for (;;) {
@@ -1560,19 +1543,9 @@ public:
         if (closed_) return fail(Errc::closed, 0, "step");
         if ((revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
             for (;;) {
-                char* p = decoder_.prepare(65536);
-                long n = detail::recv_some(fd_.get(), p, 65536);
-                if (n == -2) break;
-                if (n == 0) {
-                    cut();
-                    return fail(Errc::closed_by_peer, 0, "recv: end of file");
-                }
-                if (n < 0) {
-                    int err = errno;
-                    cut();
-                    return fail(detail::io_error(err, "recv"));
-                }
-                decoder_.commit(static_cast<std::size_t>(n));
+                auto n = receive();
+                if (!n) return fail(n.error());
+                if (n.value() == 0) break;
                 for (;;) {
                     auto st = decoder_.next(scratch_);
                     if (st == Decoder::Status::need_more) break;
@@ -1593,7 +1566,7 @@ public:
                         default: break;  // heartbeats are never answered
                     }
                 }
-                if (static_cast<std::size_t>(n) < 65536) break;
+                if (n.value() < 65536) break;  // a short read: nothing more is there (room is at least 64 KiB)
             }
         }
         return flush_async();
@@ -1786,34 +1759,32 @@ private:
                 if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
                 if (heartbeat) {
                     char hb[frame_size(protocol::media_type.size(), protocol::heartbeat.size())];
-                    detail::put_u16(hb, static_cast<std::uint16_t>(protocol::media_type.size()));
-                    std::memcpy(hb + 2, protocol::media_type.data(), protocol::media_type.size());
-                    detail::put_u32(hb + 2 + protocol::media_type.size(), static_cast<std::uint32_t>(protocol::heartbeat.size()));
-                    std::memcpy(hb + 6 + protocol::media_type.size(), protocol::heartbeat.data(), protocol::heartbeat.size());
-                    hb[sizeof hb - 1] = static_cast<char>(end_marker);
+                    detail::write_frame(hb, protocol::media_type, protocol::heartbeat);
                     (void)detail::send_some(fd_.get(), hb, sizeof hb);
                 }
                 continue;
             }
-            std::size_t want = decoder_.wanted() > decoder_.buffered() ? decoder_.wanted() - decoder_.buffered() : 0;
-            std::size_t room = want > 65536 ? (want < (8u << 20) ? want : (8u << 20)) : 65536;
-            char* p = decoder_.prepare(room);
-            long n = detail::recv_some(fd_.get(), p, room);
-            if (n > 0) {
-                decoder_.commit(static_cast<std::size_t>(n));
-                continue;
-            }
-            if (n == 0) {
-                cut();
-                return fail(Errc::closed_by_peer, 0, "recv: end of file");
-            }
-            if (n == -1) {
-                int err = errno;
-                cut();
-                return fail(detail::io_error(err, "recv"));
-            }
-            // -2: woken without data (spurious); poll again
+            auto n = receive();
+            if (!n) return fail(n.error());
+            // 0 bytes: woken without data (spurious); poll again
         }
+    }
+
+    // One recv() into the decoder: bytes read (0 when nothing was there), or
+    // the error that closed the connection (end of file included).
+    Result<std::size_t> receive() {
+        std::size_t want = decoder_.wanted() > decoder_.buffered() ? decoder_.wanted() - decoder_.buffered() : 0;
+        std::size_t room = want > 65536 ? (want < (8u << 20) ? want : (8u << 20)) : 65536;
+        long n = detail::recv_some(fd_.get(), decoder_.prepare(room), room);
+        if (n > 0) {
+            decoder_.commit(static_cast<std::size_t>(n));
+            return static_cast<std::size_t>(n);
+        }
+        if (n == -2) return std::size_t{0};
+        int err = errno;
+        cut();
+        if (n == 0) return fail(Errc::closed_by_peer, 0, "recv: end of file");
+        return fail(detail::io_error(err, "recv"));
     }
 
     detail::Fd fd_;
