@@ -223,6 +223,8 @@ enum class Errc : unsigned char {
     io,                    // send()/recv()/poll() failed with errno
     permission_denied,     // the peer's credentials are not allowed
     invalid_argument,      // a setting or argument makes no sense
+    desynchronized,        // a send() timed out: replies can no longer be paired with requests; reconnect
+    inbox_full,            // the server sent more unread messages than Config::max_inbox_* allow
 };
 
 inline const char* describe(Errc code) noexcept {
@@ -244,6 +246,8 @@ inline const char* describe(Errc code) noexcept {
         case Errc::io: return "i/o error";
         case Errc::permission_denied: return "peer not allowed";
         case Errc::invalid_argument: return "invalid argument";
+        case Errc::desynchronized: return "connection desynchronized by an earlier timed-out send (reconnect)";
+        case Errc::inbox_full: return "too many unread messages from the server";
     }
     return "unknown error";
 }
@@ -578,7 +582,9 @@ inline bool media_top_level(std::string_view t) noexcept {
 
 // Parses a media type as innmind/media-type 2.x does and writes its
 // canonical form to `out`. Returns false (out unspecified) when the
-// reference would reject it.
+// reference would reject it, or when the canonical form is longer than the
+// frame's u16 length field allows (canonicalising ";a=b" to "; a=b" grows a
+// type, so a 64 KiB input can come out longer than 65535 bytes).
 inline bool canonical_media_type(std::string_view s, std::string& out) {
     out.clear();
     std::size_t slash = s.find('/');
@@ -620,6 +626,7 @@ inline bool canonical_media_type(std::string_view s, std::string& out) {
         out.append(key.data(), key.size());
         out += '=';
         out.append(value.data(), value.size());
+        if (out.size() > 0xFFFFu) return false;  // the canonical form must fit the frame's u16 length
     }
     return true;
 }
@@ -784,8 +791,17 @@ inline std::uint32_t get_u32(const char* p) noexcept {
            (static_cast<std::uint32_t>(static_cast<unsigned char>(p[2])) << 8) |
            static_cast<std::uint32_t>(static_cast<unsigned char>(p[3]));
 }
+// Whether a frame can carry a media type and content of these sizes: the
+// length fields are a u16 and a u32, and nothing is ever cast unchecked.
+constexpr bool frame_fits(std::size_t type_len, std::size_t content_len) noexcept {
+    return type_len <= 0xFFFFu && content_len <= std::size_t{0xFFFFFFFFu};
+}
+// The error for a frame that does not fit (frame_fits() is false).
+inline Error frame_error(std::size_t type_len, const char* where) noexcept {
+    return type_len > 0xFFFFu ? Error{Errc::invalid_media_type, 0, where} : Error{Errc::message_too_large, 0, where};
+}
 // Writes one frame at p, which has room for frame_size(type, content) bytes.
-// The caller guarantees the lengths fit the format.
+// Only called once frame_fits() held: the casts below cannot wrap.
 inline void write_frame(char* p, std::string_view type, std::string_view content) noexcept {
     put_u16(p, static_cast<std::uint16_t>(type.size()));
     if (!type.empty()) std::memcpy(p + 2, type.data(), type.size());
@@ -800,8 +816,7 @@ inline void write_frame(char* p, std::string_view type, std::string_view content
 // already be canonical and valid (MediaType guarantees it); lengths past the
 // format's limits are refused.
 inline Result<Unit> encode_to(std::string_view media_type, std::string_view content, std::string& out) {
-    if (media_type.size() > 0xFFFFu) return fail(Errc::invalid_media_type, 0, "encode: media type too long");
-    if (content.size() > std::size_t{0xFFFFFFFFu}) return fail(Errc::message_too_large, 0, "encode");
+    if (!detail::frame_fits(media_type.size(), content.size())) return fail(detail::frame_error(media_type.size(), "encode"));
     std::size_t at = out.size();
     out.resize(at + frame_size(media_type.size(), content.size()));
     detail::write_frame(&out[at], media_type, content);
@@ -901,14 +916,16 @@ private:
     std::size_t size_ = 0;
     std::size_t cap_ = 0;
 };
-// Appends one frame to a buffer, without zero-filling it first. The caller
-// guarantees the lengths fit the format (a MediaType always does).
-inline void append_frame(Buffer& out, std::string_view type, std::string_view content) {
+// Appends one frame to a buffer, without zero-filling it first; false (and
+// nothing appended) when the lengths do not fit the format.
+inline bool append_frame(Buffer& out, std::string_view type, std::string_view content) {
+    if (!frame_fits(type.size(), content.size())) return false;
     const std::size_t need = frame_size(type.size(), content.size());
     write_frame(out.reserve_tail(need), type, content);
     out.commit(need);
+    return true;
 }
-inline void append_frame(Buffer& out, Protocol p) { append_frame(out, protocol::media_type, protocol::content(p)); }
+inline void append_frame(Buffer& out, Protocol p) { (void)append_frame(out, protocol::media_type, protocol::content(p)); }
 }  // namespace detail
 
 // Incremental frame decoder. Feed it bytes in chunks of any size (one at a
@@ -941,8 +958,38 @@ public:
     }
     void commit(std::size_t n) noexcept { buf_.commit(n); }
 
+    // A decoded frame, as views into the decoder: valid until the next call
+    // to next(), feed(), prepare() or shrink() on the same decoder. Only a
+    // Decoder makes one, so its media type is always valid and canonical.
+    class Frame {
+    public:
+        Frame() = default;
+        std::string_view media_type() const noexcept { return type_; }
+        std::string_view content() const noexcept { return content_; }
+        // Which protocol message this is, or Protocol::none.
+        Protocol protocol() const noexcept { return protocol::classify(type_, content_); }
+
+    private:
+        friend class Decoder;
+        std::string_view type_;
+        std::string_view content_;
+    };
+
     // Decodes the next complete frame into `out`.
     Status next(Message& out) {
+        Frame f;
+        const Status st = next(f);
+        if (st == Status::message) store(f, out);
+        return st;
+    }
+    // Copies a frame into a message, reusing the message's buffers.
+    static void store(const Frame& f, Message& out) {
+        out.type_.value_.assign(f.type_.data(), f.type_.size());
+        out.content_.assign(f.content_.data(), f.content_.size());
+    }
+
+    // Decodes the next complete frame without copying it (see Frame).
+    Status next(Frame& out) {
         if (failed_) return Status::error;
         const std::size_t avail = buf_.size() - pos_;
         const char* p = buf_.data() + pos_;
@@ -968,7 +1015,7 @@ public:
         const std::uint32_t content_len = detail::get_u32(p + 2 + type_len);
         // A frame this build cannot hold (max_size() is about 1 GiB with a
         // 32-bit size_t) is too large; frame_size() below then cannot wrap.
-        if (content_len > max_ || content_len > out.content_.max_size())
+        if (content_len > max_ || content_len > std::string().max_size())
             return error(Errc::message_too_large, "decode: announced content length");
         const std::size_t total = frame_size(type_len, content_len);
         if (avail < total) {
@@ -976,12 +1023,8 @@ public:
             return Status::need_more;
         }
         if (static_cast<unsigned char>(p[total - 1]) != end_marker) return error(Errc::malformed_frame, "decode: end marker is not 0xCE");
-        if (plain_) {
-            out.type_.value_.assign(protocol::media_type.data(), protocol::media_type.size());
-        } else {
-            out.type_.value_.assign(type_);
-        }
-        out.content_.assign(p + 2 + type_len + 4, content_len);
+        out.type_ = plain_ ? protocol::media_type : std::string_view(type_);
+        out.content_ = std::string_view(p + 2 + type_len + 4, content_len);
         pos_ += total;
         checked_ = false;
         want_ = 0;
@@ -1044,10 +1087,7 @@ private:
 };
 
 // ===========================================================================
-// 8. detail: time, file descriptors, syscalls, paths, liveness
-//    One policy for every syscall: EINTR is retried against a recomputed
-//    deadline; sends use MSG_NOSIGNAL; fds are close-on-exec; close() is
-//    never retried; every timeout is measured on CLOCK_MONOTONIC.
+// 8. Time, peers and configuration
 // ===========================================================================
 
 // A duration in milliseconds; negative means "no limit".
@@ -1070,6 +1110,51 @@ struct Peer {
     uid_t uid = static_cast<uid_t>(-1);
     gid_t gid = static_cast<gid_t>(-1);
 };
+
+// Every run-time setting, for clients and servers alike. Ipc copies it.
+struct Config {
+    // Where servers live; empty means $TMPDIR/innmind/ipc (else /tmp/innmind/ipc).
+    std::string directory;
+    // The heartbeat period. A waiting client heartbeats after a period of
+    // silence; a server heartbeats a client silent for 1.5 periods
+    // (docs/protocol.md §4).
+    Milliseconds heartbeat{IPC_HPP_CONFIG_HEARTBEAT_MS};
+    // How long get() waits for the server's `connection start`, and how
+    // long a server keeps a peer that has not answered it.
+    Milliseconds handshake_timeout{5000};
+    // How long close() (and a Process's destructor) waits for `close ok`.
+    Milliseconds close_timeout{1000};
+    // How long a graceful shutdown waits for the clients' `close ok`.
+    Milliseconds shutdown_timeout{IPC_HPP_CONFIG_SHUTDOWN_MS};
+    std::uint32_t max_message_size = default_max_message_size;
+    // Most bytes a server may have queued for one client that does not read;
+    // past it, that client is dropped. 0 = max frame size + 1 MiB.
+    std::size_t max_queued_bytes = 0;
+    // What a client keeps of the server's application messages that it has
+    // received but not yet handed out (replies that came before an ack, or
+    // while nobody called wait()/take()): at most this many messages, and
+    // this many content bytes (0 = max_message_size + 1 MiB). Past either,
+    // the connection fails with Errc::inbox_full: a server that floods a
+    // client cannot grow its memory without limit.
+    std::size_t max_inbox_messages = 1024;
+    std::size_t max_inbox_bytes = 0;
+    // true: the server puts each ack on the wire before calling the reducer,
+    // as the reference does, so a client's send() returns while a slow
+    // reducer works. false (default): the ack leaves with the response in
+    // one send() once the reducer returns — one syscall and one wake-up less
+    // per round trip; choose true when reducers may take longer than your
+    // clients' send() timeouts.
+    bool flush_ack_before_reducer = false;
+    mode_t socket_mode = 0600;     // the server's socket file
+    mode_t directory_mode = 0700;  // directories ipc.hpp creates
+};
+
+// ===========================================================================
+// 9. detail: clock, file descriptors, syscalls, paths, liveness
+//    One policy for every syscall: EINTR is retried against a recomputed
+//    deadline; sends use MSG_NOSIGNAL; fds are close-on-exec; close() is
+//    never retried; every timeout is measured on CLOCK_MONOTONIC.
+// ===========================================================================
 
 namespace detail {
 
@@ -1404,52 +1489,376 @@ inline bool is_live(const std::string& path, Liveness how, const std::vector<std
 }  // namespace detail
 
 // ===========================================================================
-// 9. Client: Process — a connection to a server, after the handshake.
+// 10. The conversation — the protocol, written once (docs/protocol.md §4)
+//     A sans-I/O state machine shared by the client (Process) and the
+//     server (each connection): bytes in, events out; actions in, bytes out.
+//     It makes no syscall and reads no clock (the caller passes `now`).
+//     receive() and transmit() below it are the only routines that move its
+//     bytes over a socket, for both sides.
 // ===========================================================================
 
-struct Config {
-    // Where servers live; empty means $TMPDIR/innmind/ipc (else /tmp/innmind/ipc).
-    std::string directory;
-    Milliseconds heartbeat{IPC_HPP_CONFIG_HEARTBEAT_MS};
-    // How long get() waits for the server's `connection start`.
-    Milliseconds handshake_timeout{5000};
-    // How long close() (and a Process's destructor) waits for `close ok`.
-    Milliseconds close_timeout{1000};
-    // How long a graceful shutdown waits for the clients' `close ok`.
-    Milliseconds shutdown_timeout{IPC_HPP_CONFIG_SHUTDOWN_MS};
-    std::uint32_t max_message_size = default_max_message_size;
-    // Most bytes a server may have queued for one client that does not read;
-    // past it, that client is dropped. 0 = max frame size + 1 MiB.
-    std::size_t max_queued_bytes = 0;
-    // true: the server puts each ack on the wire before calling the reducer,
-    // as the reference does, so a client's send() returns while a slow
-    // reducer works. false (default): the ack leaves with the response in
-    // one send() once the reducer returns — one syscall and one wake-up less
-    // per round trip; choose true when reducers may take longer than your
-    // clients' send() timeouts.
-    bool flush_ack_before_reducer = false;
-    mode_t socket_mode = 0600;     // the server's socket file
-    mode_t directory_mode = 0700;  // directories ipc.hpp creates
+namespace detail {
+
+constexpr std::int64_t never = INT64_MAX;
+
+// a + b, saturating at `never` (b >= 0).
+constexpr std::int64_t later(std::int64_t a, std::int64_t b) noexcept {
+    return a > never - b ? never : a + b;
+}
+
+enum class Role : unsigned char { client, server };
+
+class Conversation {
+public:
+    enum class State : unsigned char {
+        handshake,  // client: waiting for `connection start`; server: for `start ok`
+        ready,
+        closing,    // this side sent `connection close` and waits for `close ok`
+        closed,     // over, properly: send what is queued (a `close ok`), then close
+        failed,     // the peer broke the format or the conversation: close at once
+    };
+    enum class Event : unsigned char {
+        none,          // nothing more in what was received
+        started,       // the handshake is done
+        message,       // an application message: server: frame(), already
+                       // acknowledged; client: in the inbox, for take()
+        acknowledged,  // client: the message in flight was acknowledged
+        closed,        // the conversation ended properly (state() is closed)
+        failed,        // error() says why (state() is failed)
+    };
+
+    Conversation(Role role, const Config& config, std::int64_t now)
+        : role_(role),
+          decoder_(config.max_message_size),
+          period_(config.heartbeat.count() > 0 ? config.heartbeat.count() : 1000),
+          handshake_(config.handshake_timeout.count()),
+          inbox_limit_(config.max_inbox_messages),
+          inbox_bytes_limit_(config.max_inbox_bytes != 0 ? config.max_inbox_bytes
+                                                         : std::size_t{config.max_message_size} + (std::size_t{1} << 20)),
+          since_(now),
+          last_in_(now),
+          last_out_(now) {
+        // The server speaks first (docs/protocol.md §4).
+        if (role_ == Role::server) append_frame(out_, Protocol::connection_start);
+    }
+
+    State state() const noexcept { return state_; }
+    const Error& error() const noexcept { return error_; }
+
+    // ---- bytes in ---------------------------------------------------------
+    // Where the next read goes, and in `n` how much room there is: one size
+    // policy for both sides. At least 16 KiB; the rest of a large frame in
+    // one read, up to 8 MiB at a time.
+    char* room(std::size_t& n) {
+        const std::size_t have = decoder_.buffered();
+        const std::size_t want = decoder_.wanted() > have ? decoder_.wanted() - have : 0;
+        n = want > min_room ? (want < max_room ? want : max_room) : min_room;
+        return decoder_.prepare(n);
+    }
+    void received(std::size_t n, std::int64_t now) noexcept {
+        decoder_.commit(n);
+        last_in_ = now;
+    }
+    static constexpr std::size_t min_room = std::size_t{16} << 10;
+    static constexpr std::size_t max_room = std::size_t{8} << 20;
+
+    // The next event from what was received. Applies every protocol rule:
+    // acks queued before a server hands a message on, `start ok` and
+    // `close ok` queued, heartbeats swallowed, one message in flight.
+    Event next() {
+        for (;;) {
+            if (state_ == State::failed) return Event::failed;
+            if (state_ == State::closed) return Event::none;  // nothing more is read
+            const Decoder::Status st = decoder_.next(frame_);
+            if (st == Decoder::Status::need_more) return Event::none;
+            if (st == Decoder::Status::error) return fail_with(decoder_.last_error());
+            const Event e = role_ == Role::server ? server_rule(frame_.protocol()) : client_rule(frame_.protocol());
+            if (e != Event::none) return e;
+        }
+    }
+    // The frame behind the last Event::message (server), until next().
+    const Decoder::Frame& frame() const noexcept { return frame_; }
+
+    // ---- bytes out --------------------------------------------------------
+    const char* unsent() const noexcept { return out_.data() + out_off_; }
+    std::size_t queued() const noexcept { return out_.size() - out_off_; }
+    bool wants_write() const noexcept { return out_off_ < out_.size(); }
+    void sent(std::size_t n, std::int64_t now) noexcept {
+        last_out_ = now;
+        out_off_ += n;
+        if (out_off_ >= out_.size()) {
+            out_.clear();
+            out_off_ = 0;
+        }
+    }
+
+    // ---- actions ----------------------------------------------------------
+    // Client: a message to send. One is in flight at a time; the others wait
+    // here (copied) and go out, whole, as each ack arrives.
+    Result<Unit> post(const Message& m) {
+        if (!frame_fits(m.media_type().view().size(), m.content().size()))
+            return fail(frame_error(m.media_type().view().size(), "send"));
+        if (state_ != State::ready) return fail(Errc::closed, 0, "send");
+        if (in_flight_) {
+            outbox_.push_back(m);
+        } else {
+            (void)append_frame(out_, m.media_type().view(), m.content());
+            in_flight_ = true;
+        }
+        return Unit{};
+    }
+    // Server: a response, encoded at once behind what is queued (the ack).
+    Result<Unit> respond(const Message& m) {
+        if (state_ != State::ready) return Unit{};  // closing or over: nothing more is sent
+        if (!append_frame(out_, m.media_type().view(), m.content()))
+            return fail(frame_error(m.media_type().view().size(), "respond"));
+        return Unit{};
+    }
+    // Starts the close handshake (either side): `connection close`, then
+    // only `close ok` is awaited.
+    void close() {
+        if (state_ != State::handshake && state_ != State::ready) return;
+        append_frame(out_, Protocol::connection_close);
+        state_ = State::closing;
+    }
+
+    // ---- the client's inbox and outbox ------------------------------------
+    bool has_message() const noexcept { return inbox_count_ != 0; }
+    // Moves the oldest received message into out; its old buffers are kept
+    // for the next arrival, so a steady loop does not allocate.
+    bool take(Message& out) {
+        if (inbox_count_ == 0) return false;
+        Message& m = inbox_[inbox_head_];
+        inbox_bytes_ -= m.content().size();
+        std::swap(out, m);
+        ++inbox_head_;
+        if (--inbox_count_ == 0) inbox_head_ = 0;
+        return true;
+    }
+    // Posted messages not acknowledged yet (the one in flight included).
+    std::size_t unacknowledged() const noexcept {
+        return (in_flight_ ? 1u : 0u) + (outbox_.size() - outbox_head_);
+    }
+
+    // ---- timers -----------------------------------------------------------
+    // When fire() has work, on the caller's clock (`never` when nothing is due).
+    std::int64_t due() const noexcept {
+        std::int64_t d = never;
+        if (state_ == State::ready) d = heartbeat_due();
+        if (role_ == Role::server) {
+            if (state_ == State::handshake && handshake_ >= 0) d = min(d, later(since_, handshake_));
+            if (releasable()) d = min(d, later(last_in_, period_));
+        }
+        return d;
+    }
+    // Does what is due at `now`: queues a heartbeat; a server's idle
+    // connection gives its buffers back (their capacity is added to
+    // `released`). false when a server's peer let the handshake time out.
+    bool fire(std::int64_t now, std::size_t& released) {
+        if (role_ == Role::server && state_ == State::handshake && handshake_ >= 0 && now >= later(since_, handshake_))
+            return false;
+        if (state_ == State::ready && now >= heartbeat_due()) {
+            append_frame(out_, Protocol::heartbeat);
+            last_out_ = now;
+        }
+        if (role_ == Role::server && releasable() && now >= later(last_in_, period_)) {
+            released += decoder_.capacity() + out_.capacity();
+            decoder_.release();
+            out_.release();
+        }
+        return true;
+    }
+
+private:
+    static std::int64_t min(std::int64_t a, std::int64_t b) noexcept { return a < b ? a : b; }
+
+    // A heartbeat keeps a quiet connection alive: it is due once nothing
+    // went either way for a period (client) or for 1.5 periods (server), so
+    // that a waiting reference client speaks first and its own timeout,
+    // measured from the last arrival, can work (docs/protocol.md §4).
+    std::int64_t heartbeat_due() const noexcept {
+        const std::int64_t last = last_in_ > last_out_ ? last_in_ : last_out_;
+        return later(last, role_ == Role::server ? period_ + period_ / 2 : period_);
+    }
+    // An idle server connection holds buffers it can give back.
+    bool releasable() const noexcept {
+        return !wants_write() && decoder_.buffered() == 0 && (decoder_.capacity() != 0 || out_.capacity() != 0);
+    }
+
+    Event fail_with(const Error& e) {
+        state_ = State::failed;
+        error_ = e;
+        return Event::failed;
+    }
+    Event closed_by_peer() {
+        append_frame(out_, Protocol::connection_close_ok);
+        state_ = State::closed;
+        return Event::closed;
+    }
+
+    // docs/protocol.md §4, the server's side.
+    Event server_rule(Protocol p) {
+        switch (state_) {
+            case State::handshake:  // anything before `start ok` is ignored
+                if (p != Protocol::connection_start_ok) return Event::none;
+                state_ = State::ready;
+                return Event::started;
+            case State::ready:
+                if (p == Protocol::none) {
+                    append_frame(out_, Protocol::message_received);  // before the reducer sees it
+                    return Event::message;
+                }
+                if (p == Protocol::connection_close) return closed_by_peer();
+                return Event::none;  // heartbeats and stray protocol messages
+            case State::closing:  // nothing is acknowledged or handed on any more
+                if (p != Protocol::connection_close_ok) return Event::none;
+                state_ = State::closed;
+                return Event::closed;
+            case State::closed:
+            case State::failed: break;
+        }
+        return Event::none;
+    }
+
+    // docs/protocol.md §4, the client's side.
+    Event client_rule(Protocol p) {
+        switch (state_) {
+            case State::handshake:
+                if (p == Protocol::connection_start) {
+                    append_frame(out_, Protocol::connection_start_ok);
+                    state_ = State::ready;
+                    return Event::started;
+                }
+                if (p == Protocol::connection_close) return closed_by_peer();
+                if (p == Protocol::heartbeat) return Event::none;
+                return fail_with(Error{Errc::protocol, 0, "handshake: expected connection start"});
+            case State::ready:
+                switch (p) {
+                    case Protocol::none: return keep(frame_);
+                    case Protocol::message_received:
+                        if (!in_flight_) return Event::none;  // nothing was in flight: stray
+                        in_flight_ = false;
+                        launch();
+                        return Event::acknowledged;
+                    case Protocol::connection_close: return closed_by_peer();
+                    default: return Event::none;  // heartbeats are never answered
+                }
+            case State::closing:
+                if (p == Protocol::connection_close_ok) {
+                    state_ = State::closed;
+                    return Event::closed;
+                }
+                if (p == Protocol::connection_close) return closed_by_peer();  // both sides closed at once
+                return Event::none;
+            case State::closed:
+            case State::failed: break;
+        }
+        return Event::none;
+    }
+
+    // An application message for the client's inbox, within its bounds.
+    Event keep(const Decoder::Frame& f) {
+        if (inbox_count_ >= inbox_limit_ || f.content().size() > inbox_bytes_limit_ - inbox_bytes_)
+            return fail_with(Error{Errc::inbox_full, 0, "receive: unread messages over Config::max_inbox_*"});
+        if (inbox_head_ + inbox_count_ == inbox_.size()) {
+            if (inbox_head_ != 0) {  // slide the kept ones to the front, buffers and all
+                for (std::size_t i = 0; i < inbox_count_; ++i) std::swap(inbox_[i], inbox_[inbox_head_ + i]);
+                inbox_head_ = 0;
+            } else {
+                inbox_.emplace_back();
+            }
+        }
+        Decoder::store(f, inbox_[inbox_head_ + inbox_count_]);
+        ++inbox_count_;
+        inbox_bytes_ += f.content().size();
+        return Event::message;
+    }
+
+    // The next posted message goes out once the one in flight is acknowledged.
+    void launch() {
+        if (in_flight_ || outbox_head_ >= outbox_.size()) return;
+        const Message& m = outbox_[outbox_head_];
+        (void)append_frame(out_, m.media_type().view(), m.content());  // checked by post()
+        in_flight_ = true;
+        if (++outbox_head_ == outbox_.size()) {
+            outbox_.clear();
+            outbox_head_ = 0;
+        }
+    }
+
+    Role role_;
+    State state_ = State::handshake;
+    Decoder decoder_;
+    Decoder::Frame frame_;
+    Buffer out_;
+    std::size_t out_off_ = 0;
+    Error error_{};
+    // client: the one message in flight, and those posted behind it
+    bool in_flight_ = false;
+    std::vector<Message> outbox_;
+    std::size_t outbox_head_ = 0;
+    // client: received application messages not taken yet (a FIFO whose
+    // slots keep their buffers)
+    std::vector<Message> inbox_;
+    std::size_t inbox_head_ = 0;
+    std::size_t inbox_count_ = 0;
+    std::size_t inbox_bytes_ = 0;
+    // timers, in ms on the caller's clock
+    std::int64_t period_;
+    std::int64_t handshake_;
+    std::size_t inbox_limit_;
+    std::size_t inbox_bytes_limit_;
+    std::int64_t since_;  // when the conversation began
+    std::int64_t last_in_;   // when bytes last arrived
+    std::int64_t last_out_;  // when bytes were last written (or a heartbeat queued)
 };
+
+// One recv() into a conversation: bytes read (0 when nothing was there; in
+// `room` how many could have come), or the error that ends the connection:
+// Errc::closed_by_peer with errno 0 at end of file.
+inline Result<std::size_t> receive(int fd, Conversation& c, std::size_t& room) {
+    char* p = c.room(room);
+    const long n = recv_some(fd, p, room);
+    if (n > 0) {
+        c.received(static_cast<std::size_t>(n), now_ms());
+        return static_cast<std::size_t>(n);
+    }
+    if (n == -2) return std::size_t{0};
+    if (n == 0) return fail(Errc::closed_by_peer, 0, "recv: end of file");
+    return fail(io_error(errno, "recv"));
+}
+
+// Writes what the socket takes of what the conversation has queued; the
+// rest stays queued, whole frames behind it, for when the socket is writable.
+inline Result<Unit> transmit(int fd, Conversation& c) {
+    while (c.wants_write()) {
+        const long n = send_some(fd, c.unsent(), c.queued());
+        if (n < 0) return fail(io_error(errno, "send"));
+        if (n == 0) break;  // the socket is full
+        c.sent(static_cast<std::size_t>(n), now_ms());
+    }
+    return Unit{};
+}
+
+}  // namespace detail
+
+// ===========================================================================
+// 11. Client: Process — a connection to a server, after the handshake.
+//     The blocking calls (send, wait, close) and the event-loop calls (post,
+//     step, take) drive the same Conversation; they cannot disagree.
+// ===========================================================================
 
 class Process {
 public:
-    Process(Process&&) noexcept = default;
+    Process(Process&& o) noexcept = default;
     Process& operator=(Process&& o) noexcept {
         if (this != &o) {
             finish();
             fd_ = std::move(o.fd_);
             name_ = std::move(o.name_);
-            decoder_ = std::move(o.decoder_);
-            out_ = std::move(o.out_);
-            pending_ = std::move(o.pending_);
-            pending_head_ = o.pending_head_;
-            outbox_ = std::move(o.outbox_);
-            outbox_head_ = o.outbox_head_;
-            async_out_ = std::move(o.async_out_);
-            async_off_ = o.async_off_;
-            in_flight_ = o.in_flight_;
             config_ = std::move(o.config_);
+            conv_ = std::move(o.conv_);
+            desynchronized_ = o.desynchronized_;
             closed_ = o.closed_;
         }
         return *this;
@@ -1464,7 +1873,10 @@ public:
     // The socket, for event loops; the Process still owns it.
     int fd() const noexcept { return fd_.get(); }
 
-    // Sends one message and waits for the server's acknowledgement.
+    // Sends one message and waits for the server's acknowledgement. When
+    // the timeout passes first, nobody can tell any more which reply
+    // answers which request: every later call but close() fails with
+    // Errc::desynchronized (reconnect).
     Result<Unit> send(const Message& m, Milliseconds timeout = Milliseconds::forever()) {
         return send_one(m, detail::Deadline::after(timeout));
     }
@@ -1486,7 +1898,8 @@ public:
     // sent each period in which nothing arrived. `connection close` from
     // the server is acknowledged and reported as Errc::closed (the seed's
     // empty result); later calls fail with Errc::closed too. Unlike the
-    // reference, the timeout is a deadline for the whole call.
+    // reference, the timeout is a deadline for the whole call; a wait()
+    // that times out changes nothing (the connection stays usable).
     Result<Message> wait(Milliseconds timeout = Milliseconds::forever()) {
         Message m;
         auto r = wait_into(m, timeout);
@@ -1497,315 +1910,208 @@ public:
     // Same as wait(), into a message you keep: its buffers are reused, so a
     // steady request/response loop does not allocate.
     Result<Unit> wait_into(Message& m, Milliseconds timeout = Milliseconds::forever()) {
-        if (take(m)) return Unit{};
+        if (desynchronized_) return desynchronized("wait");
+        if (conv_.take(m)) return Unit{};
         if (closed_) return fail(Errc::closed, 0, "wait");
-        auto deadline = detail::Deadline::after(timeout);
-        for (;;) {
-            auto r = read_message(m, deadline);
-            if (!r) return r;
-            switch (m.protocol()) {
-                case Protocol::none: return Unit{};
-                case Protocol::connection_close:
-                    answer_close();
-                    return fail(Errc::closed, 0, "wait: closed by the server");
-                case Protocol::message_received:  // for a posted message
-                    acknowledged();
-                    (void)flush_async();
-                    break;
-                default: break;  // heartbeats and stray protocol messages
-            }
-        }
+        auto r = drive(detail::Deadline::after(timeout), "wait", [this] { return conv_.has_message(); });
+        if (!r) return r;
+        (void)conv_.take(m);
+        return Unit{};
     }
 
     // ---- Inside your own event loop: post(), step() and take() never block.
     // Poll fd() for events(), pass the revents to step(), take() what came.
 
-    // What to poll fd() for: POLLIN, and POLLOUT while posted bytes wait.
+    // What to poll fd() for: POLLIN, and POLLOUT while bytes wait to be written.
     short events() const noexcept {
-        return static_cast<short>(async_out_.size() > async_off_ ? (POLLIN | POLLOUT) : POLLIN);
+        return static_cast<short>(conv_.wants_write() ? (POLLIN | POLLOUT) : POLLIN);
     }
     // Posted messages not acknowledged yet (the one in flight included).
-    std::size_t unacknowledged() const noexcept {
-        return (in_flight_ ? 1u : 0u) + (outbox_.size() - outbox_head_);
-    }
+    std::size_t unacknowledged() const noexcept { return conv_.unacknowledged(); }
     // Queues a message. The protocol allows one message in flight: each goes
     // out once the previous one is acknowledged. Writes what the socket takes.
     Result<Unit> post(const Message& m) {
-        if (closed_) return fail(Errc::closed, 0, "post");
-        outbox_.push_back(m);
-        launch();
-        return flush_async();
+        auto u = usable("post");
+        if (!u) return u;
+        auto q = conv_.post(m);
+        if (!q) return q;
+        return transmit();
     }
     // Does the ready work for these revents of fd(): reads what arrived,
     // handles acknowledgements, heartbeats and the server's close, writes
-    // what is queued. Application messages wait for take().
+    // what is queued, sends a heartbeat when one is due. Application
+    // messages wait for take().
     Result<Unit> step(short revents) {
-        if (closed_) return fail(Errc::closed, 0, "step");
+        auto u = usable("step");
+        if (!u) return u;
         if ((revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
             for (;;) {
-                auto n = receive();
-                if (!n) return fail(n.error());
+                std::size_t room = 0;
+                auto n = detail::receive(fd_.get(), conv_, room);
+                if (!n) return lost(n.error());
                 if (n.value() == 0) break;
-                for (;;) {
-                    auto st = decoder_.next(scratch_);
-                    if (st == Decoder::Status::need_more) break;
-                    if (st == Decoder::Status::error) {
-                        Error e = decoder_.last_error();
-                        cut();
-                        return fail(e);
-                    }
-                    switch (scratch_.protocol()) {
-                        case Protocol::message_received: acknowledged(); break;
-                        case Protocol::none:
-                            pending_.push_back(std::move(scratch_));
-                            scratch_ = Message();
-                            break;
-                        case Protocol::connection_close:
-                            answer_close();
-                            return fail(Errc::closed, 0, "step: closed by the server");
-                        default: break;  // heartbeats are never answered
-                    }
-                }
-                if (n.value() < 65536) break;  // a short read: nothing more is there (room is at least 64 KiB)
+                auto e = absorb("step");
+                if (!e) return e;
+                if (n.value() < room) break;  // a short read: nothing more is there
             }
         }
-        return flush_async();
+        tick();
+        return transmit();
     }
     // The next application message received by step(), if there is one.
-    bool take(Message& out) {
-        if (pending_head_ >= pending_.size()) return false;
-        out = std::move(pending_[pending_head_++]);
-        if (pending_head_ == pending_.size()) {
-            pending_.clear();
-            pending_head_ = 0;
-        }
-        return true;
-    }
+    bool take(Message& out) { return !desynchronized_ && conv_.take(out); }
 
-    // The close handshake: `connection close`, then `close ok` from the server.
+    // The close handshake: `connection close`, then `close ok` from the
+    // server. What is queued before it (a posted message) goes out first.
     Result<Unit> close(Milliseconds timeout) {
         if (closed_) return Unit{};
-        auto deadline = detail::Deadline::after(timeout);
-        out_.clear();
-        detail::append_frame(out_, Protocol::connection_close);
-        auto w = write_all(deadline);
-        if (!w) {
-            cut();
-            if (w.error() == Errc::closed_by_peer) return Unit{};  // the server is gone: closed all the same
-            return w;
-        }
-        Message& m = scratch_;
-        for (;;) {
-            auto r = read_message(m, deadline, false);
-            if (!r) {
-                cut();
-                if (r.error() == Errc::closed_by_peer) return Unit{};  // the server closed first
-                return r;
-            }
-            Protocol p = m.protocol();
-            if (p == Protocol::connection_close_ok) break;
-            if (p == Protocol::connection_close) {  // both sides closed at once
-                answer_close();
-                return Unit{};
-            }
-        }
+        conv_.close();
+        auto r = drive(detail::Deadline::after(timeout), "close", [] { return false; });
         cut();
-        return Unit{};
+        // closed: the handshake completed (or the server closed at the same
+        // time); closed_by_peer: the server is gone, closed all the same.
+        if (r || r.error() == Errc::closed || r.error() == Errc::closed_by_peer) return Unit{};
+        return r;
     }
     Result<Unit> close() { return close(config_.close_timeout); }
 
 private:
     friend class Ipc;
     Process(detail::Fd fd, Name name, const Config& config)
-        : fd_(std::move(fd)), name_(std::move(name)), decoder_(config.max_message_size), config_(config) {}
+        : fd_(std::move(fd)), name_(std::move(name)), config_(config),
+          conv_(detail::Role::client, config, detail::now_ms()) {}
 
     // Reads the connection start and answers start ok.
     Result<Unit> handshake(const detail::Deadline& deadline) {
-        Message m;
-        for (;;) {
-            auto r = read_message(m, deadline, false);
-            if (!r) return r;
-            Protocol p = m.protocol();
-            if (p == Protocol::connection_start) break;
-            if (p == Protocol::connection_close) {
-                answer_close();
-                return fail(Errc::closed, 0, "handshake: closed by the server");
-            }
-            if (p != Protocol::heartbeat) return fail(Errc::protocol, 0, "handshake: expected connection start");
-        }
-        out_.clear();
-        detail::append_frame(out_, Protocol::connection_start_ok);
-        return write_all(deadline);
+        return drive(deadline, "handshake", [this] { return conv_.state() == detail::Conversation::State::ready; });
     }
 
     Result<Unit> send_one(const Message& m, const detail::Deadline& deadline) {
-        if (closed_) return fail(Errc::closed, 0, "send");
-        if (unacknowledged() != 0) return fail(Errc::invalid_argument, 0, "send: posted messages await their ack (use step())");
-        if (m.content().size() > std::size_t{0xFFFFFFFFu}) return fail(Errc::message_too_large, 0, "send");
-        out_.clear();
-        detail::append_frame(out_, m.media_type().view(), m.content());
-        auto w = write_all(deadline);
-        if (!w) return w;
-        Message& in = scratch_;
-        for (;;) {
-            auto r = read_message(in, deadline);
-            if (!r) return r;
-            switch (in.protocol()) {
-                case Protocol::message_received: return Unit{};
-                case Protocol::none:
-                    // A response to a message that was not the last one:
-                    // kept for the next wait() (the reference fails here).
-                    pending_.push_back(std::move(in));
-                    in = Message();
-                    break;
-                case Protocol::connection_close:
-                    answer_close();
-                    return fail(Errc::closed, 0, "send: closed by the server");
-                default: break;
-            }
+        auto u = usable("send");
+        if (!u) return u;
+        if (conv_.unacknowledged() != 0) return fail(Errc::invalid_argument, 0, "send: posted messages await their ack (use step())");
+        auto q = conv_.post(m);
+        if (!q) return q;
+        auto r = drive(deadline, "send", [this] { return conv_.unacknowledged() == 0; });
+        if (!r && r.error() == Errc::timed_out) {
+            // The ack (and maybe a reply) may still come: from now on no
+            // reply can be paired with its request.
+            desynchronized_ = true;
+            return fail(Errc::timed_out, 0, "send: no acknowledgement in time; the connection is desynchronized");
         }
+        return r;
     }
 
-    // The acknowledgement of the posted message in flight: the next may go.
-    void acknowledged() {
-        if (!in_flight_) return;
-        in_flight_ = false;
-        launch();
-    }
-    void launch() {
-        if (in_flight_ || outbox_head_ >= outbox_.size()) return;
-        const Message& m = outbox_[outbox_head_++];
-        detail::append_frame(async_out_, m.media_type().view(), m.content());
-        in_flight_ = true;
-        if (outbox_head_ == outbox_.size()) {
-            outbox_.clear();
-            outbox_head_ = 0;
-        }
-    }
-    Result<Unit> flush_async() {
-        while (async_off_ < async_out_.size()) {
-            long n = detail::send_some(fd_.get(), async_out_.data() + async_off_, async_out_.size() - async_off_);
-            if (n < 0) {
-                int err = errno;
-                cut();
-                return fail(detail::io_error(err, "send"));
-            }
-            if (n == 0) return Unit{};  // the rest when fd() is writable
-            async_off_ += static_cast<std::size_t>(n);
-        }
-        async_out_.clear();
-        async_off_ = 0;
+    Result<Unit> usable(const char* where) const {
+        if (desynchronized_) return desynchronized(where);
+        if (closed_) return fail(Errc::closed, 0, where);
         return Unit{};
     }
+    static Result<Unit> desynchronized(const char* where) { return fail(Errc::desynchronized, 0, where); }
 
-    void answer_close() {
-        out_.clear();
-        detail::append_frame(out_, Protocol::connection_close_ok);
-        (void)write_all(detail::Deadline::after(config_.close_timeout));
+    // Handles the events of what was received. Errc::closed when the
+    // conversation ended (its `close ok` is sent first, within
+    // Config::close_timeout), the peer's error when it failed.
+    Result<Unit> absorb(const char* where) {
+        for (;;) {
+            switch (conv_.next()) {
+                case detail::Conversation::Event::none: return Unit{};
+                case detail::Conversation::Event::failed: return lost(conv_.error());
+                case detail::Conversation::Event::closed: return ended(where);
+                default: break;  // started, message, acknowledged: the caller looks
+            }
+        }
+    }
+    Result<Unit> ended(const char* where) {
+        const auto deadline = detail::Deadline::after(config_.close_timeout);
+        while (conv_.wants_write()) {
+            if (!transmit()) break;
+            if (!conv_.wants_write()) break;
+            if (detail::poll_one(fd_.get(), POLLOUT, deadline) <= 0) break;
+        }
         cut();
+        return fail(Errc::closed, 0, where);
+    }
+    // The connection is over because of e: closed, and e passed on.
+    Result<Unit> lost(const Error& e) {
+        cut();
+        return fail(e);
+    }
+    Result<Unit> transmit() {
+        auto t = detail::transmit(fd_.get(), conv_);
+        if (!t) return lost(t.error());
+        return Unit{};
+    }
+    // A heartbeat, when one is due.
+    void tick() {
+        const std::int64_t now = detail::now_ms();
+        std::size_t released = 0;
+        if (now >= conv_.due()) (void)conv_.fire(now, released);
+    }
+
+    // The blocking calls: handles what arrived, writes what is queued, and
+    // waits for the socket, until done() holds, the conversation ends or
+    // the deadline passes (Errc::timed_out, nothing lost).
+    template <class Done>
+    Result<Unit> drive(const detail::Deadline& deadline, const char* where, Done done) {
+        if (!fd_.valid()) return fail(Errc::closed, 0, where);
+        for (;;) {
+            // Frames already received first: a reply often came with its ack.
+            for (;;) {
+                if (done()) return conv_.wants_write() ? transmit() : Result<Unit>(Unit{});
+                auto e = conv_.next();
+                if (e == detail::Conversation::Event::none) break;
+                if (e == detail::Conversation::Event::failed) return lost(conv_.error());
+                if (e == detail::Conversation::Event::closed) return ended(where);
+            }
+            tick();
+            if (conv_.wants_write()) {
+                auto t = transmit();
+                if (!t) return t;
+            }
+            // Wait first, then read: a reply is rarely there already, and
+            // this keeps a round trip at one poll() and one recv().
+            const std::int64_t due = conv_.due();
+            const std::int64_t now = detail::now_ms();
+            const std::int64_t cap = due == detail::never ? -1 : (due > now ? due - now : 0);
+            const int ev = detail::poll_one(fd_.get(), events(), deadline, cap);
+            if (ev < 0) return fail(Errc::io, errno, "poll");
+            if (ev == 0) {
+                if (deadline.passed()) return fail(Errc::timed_out, 0, where);
+                continue;  // a timer is due
+            }
+            if ((ev & POLLNVAL) != 0) return lost(Error{Errc::io, EBADF, "poll"});
+            if ((ev & POLLOUT) != 0) {
+                auto t = transmit();
+                if (!t) return t;
+            }
+            if ((ev & (POLLIN | POLLHUP | POLLERR)) != 0) {
+                std::size_t room = 0;
+                auto n = detail::receive(fd_.get(), conv_, room);
+                if (!n) return lost(n.error());
+                // 0 bytes: woken without data (spurious); poll again
+            }
+        }
     }
 
     void cut() noexcept {
         closed_ = true;
         fd_.reset();
     }
-
     void finish() noexcept {
         if (!closed_ && fd_.valid()) (void)close(config_.close_timeout);
     }
 
-    // Writes out_ whole before the deadline.
-    Result<Unit> write_all(const detail::Deadline& deadline) {
-        std::size_t off = 0;
-        while (off < out_.size()) {
-            long n = detail::send_some(fd_.get(), out_.data() + off, out_.size() - off);
-            if (n < 0) {
-                int err = errno;
-                cut();
-                return fail(detail::io_error(err, "send"));
-            }
-            off += static_cast<std::size_t>(n);
-            if (off < out_.size()) {
-                int ev = detail::poll_one(fd_.get(), POLLOUT, deadline);
-                if (ev == 0) return fail(Errc::timed_out, 0, "send");
-                if (ev < 0) return fail(Errc::io, errno, "poll");
-                if ((ev & (POLLERR | POLLHUP | POLLNVAL)) != 0 && (ev & POLLOUT) == 0) {
-                    cut();
-                    return fail(Errc::closed_by_peer, EPIPE, "send");
-                }
-            }
-        }
-        return Unit{};
-    }
-
-    // Reads the next frame (of any kind) into m. With heartbeat set, sends a
-    // heartbeat each period in which nothing arrived.
-    Result<Unit> read_message(Message& m, const detail::Deadline& deadline, bool heartbeat = true) {
-        if (!fd_.valid()) return fail(Errc::closed, 0, "read");
-        const std::int64_t period = config_.heartbeat.count() > 0 ? config_.heartbeat.count() : 1000;
-        for (;;) {
-            auto st = decoder_.next(m);
-            if (st == Decoder::Status::message) return Unit{};
-            if (st == Decoder::Status::error) {
-                Error e = decoder_.last_error();
-                cut();
-                return fail(e);
-            }
-            // Wait first, then read: a reply is rarely there already, and
-            // this keeps a round trip at one poll() and one recv().
-            int ev = detail::poll_one(fd_.get(), POLLIN, deadline, heartbeat ? period : -1);
-            if (ev < 0) return fail(Errc::io, errno, "poll");
-            if (ev == 0) {
-                if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
-                if (heartbeat) {
-                    char hb[frame_size(protocol::media_type.size(), protocol::heartbeat.size())];
-                    detail::write_frame(hb, protocol::media_type, protocol::heartbeat);
-                    (void)detail::send_some(fd_.get(), hb, sizeof hb);
-                }
-                continue;
-            }
-            auto n = receive();
-            if (!n) return fail(n.error());
-            // 0 bytes: woken without data (spurious); poll again
-        }
-    }
-
-    // One recv() into the decoder: bytes read (0 when nothing was there), or
-    // the error that closed the connection (end of file included).
-    Result<std::size_t> receive() {
-        std::size_t want = decoder_.wanted() > decoder_.buffered() ? decoder_.wanted() - decoder_.buffered() : 0;
-        std::size_t room = want > 65536 ? (want < (8u << 20) ? want : (8u << 20)) : 65536;
-        long n = detail::recv_some(fd_.get(), decoder_.prepare(room), room);
-        if (n > 0) {
-            decoder_.commit(static_cast<std::size_t>(n));
-            return static_cast<std::size_t>(n);
-        }
-        if (n == -2) return std::size_t{0};
-        int err = errno;
-        cut();
-        if (n == 0) return fail(Errc::closed_by_peer, 0, "recv: end of file");
-        return fail(detail::io_error(err, "recv"));
-    }
-
     detail::Fd fd_;
     Name name_;
-    Decoder decoder_;
-    detail::Buffer out_;
-    std::vector<Message> pending_;
-    std::size_t pending_head_ = 0;
-    Message scratch_;  // acks and heartbeats land here, without allocating
-    // post()/step(): messages waiting their turn, and the bytes being written.
-    std::vector<Message> outbox_;
-    std::size_t outbox_head_ = 0;
-    detail::Buffer async_out_;
-    std::size_t async_off_ = 0;
-    bool in_flight_ = false;
     Config config_;
+    detail::Conversation conv_;
+    bool desynchronized_ = false;
     bool closed_ = false;
 };
 
 // ===========================================================================
-// 10. Server pieces: continuation, stop handle, signals
+// 12. Server pieces: continuation, stop handle, signals
 // ===========================================================================
 
 namespace detail {
@@ -2035,23 +2341,19 @@ struct ServerState {
     void* on_drop_user = nullptr;
 };
 
+// A server's connection: its socket, its conversation, and where it sits in
+// the server's pollfd array and timer heap.
 struct Connection {
-    enum class State : unsigned char { awaiting_start_ok, ready, closing, closing_after_flush, dead };
+    Connection(Fd f, const Config& config, std::int64_t now) : fd(std::move(f)), conv(Role::server, config, now) {}
     Fd fd;
-    Decoder decoder;
-    Buffer out;
-    std::size_t out_off = 0;
-    State state = State::awaiting_start_ok;
-    std::int64_t last_in = 0;
-    std::int64_t last_heartbeat = 0;
-    std::int64_t accepted_at = 0;
+    Conversation conv;
     Peer peer;
-
-    std::size_t queued() const noexcept { return out.size() - out_off; }
+    std::size_t index = 0;     // in ServerCore::conns_, and pfds_[2 + index]
+    std::size_t heap_at = 0;   // in ServerCore::timers_
+    std::int64_t due = never;  // its key there: conv.due() when last scheduled
+    bool dead = false;
 };
 
-// The non-template part of the server: sockets, connections, heartbeats,
-// shutdown. Server::serve adds the reducer on top.
 class ServerCore {
 public:
     explicit ServerCore(ServerState& s) : s_(s) {}
@@ -2092,6 +2394,7 @@ public:
             return fail(Errc::socket, err, "listen");
         }
         listener_ = std::move(sock).value();
+        pfds_.assign({pollfd{s_.wake_read.get(), POLLIN, 0}, pollfd{listener_.get(), POLLIN, 0}});
         dev_ = st.st_dev;
         ino_ = st.st_ino;
         now_ = now_ms();
@@ -2102,10 +2405,9 @@ public:
     // Drops every connection, closes the socket and removes its file when
     // the file is still ours (never a successor's).
     void close() noexcept {
-        for (auto& c : conns_) {
-            if (c->state != Connection::State::dead) c->fd.reset();
-        }
-        conns_.clear();
+        conns_.clear();  // closes their fds
+        timers_.clear();
+        pfds_.clear();
         if (listener_.valid()) {
             listener_.reset();
             struct stat st {};
@@ -2117,52 +2419,30 @@ public:
     bool finished() const noexcept { return shutting_down_ && (conns_.empty() || now_ >= shutdown_deadline_); }
     std::size_t connections() const noexcept { return conns_.size(); }
 
-    // Waits until something is ready or work is due.
+    // Waits until something is ready or work is due. A signal ends the wait
+    // early; the caller's loop then recomputes what is due.
     void wait() {
         int timeout = 0;
         prepare(timeout);
-        int r;
-        do {
-            r = ::poll(pfds_.data(), static_cast<nfds_t>(pfds_.size()), timeout);
-        } while (r < 0 && errno == EINTR && !s_.stop.requested.load(std::memory_order_acquire));
-        if (r < 0) {
+        if (::poll(pfds_.data(), static_cast<nfds_t>(pfds_.size()), timeout) < 0) {
             for (auto& p : pfds_) p.revents = 0;
         }
         now_ = now_ms();
     }
 
     // The fds to watch, with their events, and the milliseconds until work
-    // is due; valid until the next call.
+    // is due; valid until the next call. The array is kept between calls:
+    // pfds_[0] is the wake pipe, pfds_[1] the listener, pfds_[2 + i] conns_[i].
     const std::vector<struct pollfd>& prepare(int& timeout_ms) {
-        const std::int64_t period = heartbeat_period();
-        std::int64_t timeout = period;
-        if (!s_.timeout.is_forever() && !shutting_down_) {
-            std::int64_t left = last_activity_ + s_.timeout.count() - now_ms();
-            if (left < timeout) timeout = left < 0 ? 0 : left + 1;
-        }
-        if (shutting_down_) {
-            std::int64_t left = shutdown_deadline_ - now_ms();
-            if (left < timeout) timeout = left < 0 ? 0 : left;
-        }
-        pfds_.clear();
-        pfds_.push_back(pollfd{s_.wake_read.get(), POLLIN, 0});
-        bool accepting = !shutting_down_ && now_ms() >= accept_paused_until_;
-        if (!accepting && !shutting_down_ && accept_paused_until_ - now_ms() < timeout) timeout = accept_paused_until_ - now_ms();
-        pfds_.push_back(pollfd{accepting ? listener_.get() : -1, POLLIN, 0});
-        const std::int64_t handshake = s_.config.handshake_timeout.count();
         const std::int64_t now = now_ms();
-        for (auto& c : conns_) {
-            short ev = POLLIN;
-            if (c->queued() > 0) ev = static_cast<short>(ev | POLLOUT);
-            pfds_.push_back(pollfd{c->fd.get(), ev, 0});
-            // wake for the handshake deadline of a peer that has not answered
-            if (c->state == Connection::State::awaiting_start_ok && handshake >= 0) {
-                std::int64_t left = c->accepted_at + handshake - now;
-                if (left < timeout) timeout = left < 0 ? 0 : left;
-            }
-        }
-        if (timeout < 0) timeout = 0;
-        timeout_ms = static_cast<int>(timeout);
+        std::int64_t due = timers_.empty() ? never : timers_[0]->due;
+        if (!s_.timeout.is_forever() && !shutting_down_) due = min(due, later(later(last_activity_, s_.timeout.count()), 1));
+        if (shutting_down_) due = min(due, shutdown_deadline_);
+        const bool accepting = !shutting_down_ && now >= accept_paused_until_;
+        if (!accepting && !shutting_down_) due = min(due, accept_paused_until_);
+        pfds_[1].fd = accepting ? listener_.get() : -1;
+        const std::int64_t left = due == never ? -1 : (due > now ? due - now : 0);
+        timeout_ms = left > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int>(left);
         return pfds_;
     }
 
@@ -2179,29 +2459,29 @@ public:
     // each application message, after its acknowledgement is queued.
     template <class H>
     void process(H&& on_message) {
-        if (pfds_.size() >= 1 && (pfds_[0].revents & POLLIN) != 0) {
+        if ((pfds_[0].revents & POLLIN) != 0) {
             char drain[64];
             while (::read(s_.wake_read.get(), drain, sizeof drain) > 0) {
             }
         }
         if (s_.stop.requested.load(std::memory_order_acquire) && !shutting_down_) begin_shutdown();
-        // pfds_[2 + i] belongs to conns_[i] for the connections that existed at wait().
-        const std::size_t polled = pfds_.size() >= 2 ? pfds_.size() - 2 : 0;
-        for (std::size_t i = 0; i < polled && i < conns_.size(); ++i) {
+        const bool accept_ready = (pfds_[1].revents & POLLIN) != 0;
+        for (std::size_t i = 0; i < conns_.size(); ++i) {
+            const short rev = pfds_[2 + i].revents;
+            if (rev == 0) continue;
+            pfds_[2 + i].revents = 0;
             Connection& c = *conns_[i];
-            short rev = pfds_[2 + i].revents;
-            if (rev == 0 || c.state == Connection::State::dead) continue;
+            if (c.dead) continue;
             if ((rev & (POLLIN | POLLHUP | POLLERR)) != 0) read(c, on_message);
-            if (c.state != Connection::State::dead && (rev & POLLOUT) != 0) flush(c);
+            if (!c.dead && (rev & POLLOUT) != 0) flush(c);
+            if (!c.dead) schedule(c);
         }
-        if (pfds_.size() >= 2 && (pfds_[1].revents & POLLIN) != 0 && !shutting_down_) accept();
-        heartbeats();
+        if (accept_ready && !shutting_down_) accept();
+        timers();
         if (!shutting_down_ && !s_.timeout.is_forever() && now_ - last_activity_ > s_.timeout.count()) begin_shutdown();
         if (s_.stop.requested.load(std::memory_order_acquire) && !shutting_down_) begin_shutdown();
         if (shutting_down_ && now_ >= shutdown_deadline_) {
-            for (auto& c : conns_) {
-                if (c->state != Connection::State::dead) drop(*c, DropReason::shutdown, Error{Errc::timed_out, 0, "shutdown"});
-            }
+            for (auto& c : conns_) drop(*c, DropReason::shutdown, Error{Errc::timed_out, 0, "shutdown"});
         }
         sweep();
     }
@@ -2211,52 +2491,49 @@ public:
         if (shutting_down_) return;
         shutting_down_ = true;
         s_.stop.requested.store(true, std::memory_order_release);
-        shutdown_deadline_ = now_ + (s_.config.shutdown_timeout.is_forever() ? (std::int64_t{1} << 40) : s_.config.shutdown_timeout.count());
+        shutdown_deadline_ = s_.config.shutdown_timeout.is_forever() ? never : later(now_, s_.config.shutdown_timeout.count());
         for (auto& c : conns_) {
-            if (c->state == Connection::State::ready || c->state == Connection::State::awaiting_start_ok) close_client(*c);
+            if (!c->dead) close_client(*c);
         }
     }
 
     // Sends `connection close`; the client is dropped on its `close ok`.
     void close_client(Connection& c) {
-        if (c.state != Connection::State::ready && c.state != Connection::State::awaiting_start_ok) return;
-        queue(c, Protocol::connection_close);
-        c.state = Connection::State::closing;
+        if (c.dead) return;
+        c.conv.close();
         flush(c);
+        if (!c.dead) schedule(c);
     }
 
+    // A response from the reducer, encoded behind the ack.
     void respond(Connection& c, const Message& m) {
-        if (c.state != Connection::State::ready) return;
-        append_frame(c.out, m.media_type().view(), m.content());
+        if (c.dead) return;
+        auto r = c.conv.respond(m);
+        if (!r) drop(c, DropReason::message_too_large, r.error());  // the client would wait for it forever
     }
 
     void flush(Connection& c) {
-        while (c.queued() > 0) {
-            long n = send_some(c.fd.get(), c.out.data() + c.out_off, c.queued());
-            if (n < 0) {
-                int err = errno;
-                drop(c, DropReason::io_error, io_error(err, "send"));
-                return;
-            }
-            if (n == 0) {  // the socket is full: POLLOUT calls again, unless the peer is not reading at all
-                if (c.queued() > queue_limit()) drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
-                return;
-            }
-            c.out_off += static_cast<std::size_t>(n);
+        if (c.dead) return;
+        auto t = transmit(c.fd.get(), c.conv);
+        if (!t) {
+            drop(c, DropReason::io_error, t.error());
+            return;
         }
-        c.out.clear();
-        c.out_off = 0;
-        if (c.state == Connection::State::closing_after_flush) drop(c, DropReason::closed, Error{Errc::closed, 0, "client closed"});
+        if (c.conv.wants_write()) {
+            // The socket is full: POLLOUT calls again, unless the peer is not reading at all.
+            if (c.conv.queued() > queue_limit()) {
+                drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
+                return;
+            }
+        } else if (c.conv.state() == Conversation::State::closed) {
+            drop(c, DropReason::closed, Error{Errc::closed, 0, "closed"});
+            return;
+        }
+        pfds_[2 + c.index].events = static_cast<short>(c.conv.wants_write() ? (POLLIN | POLLOUT) : POLLIN);
     }
 
 private:
-    std::int64_t heartbeat_period() const noexcept {
-        return s_.config.heartbeat.count() > 0 ? s_.config.heartbeat.count() : 1000;
-    }
-
-    void queue(Connection& c, Protocol p) {
-        append_frame(c.out, p);
-    }
+    static std::int64_t min(std::int64_t a, std::int64_t b) noexcept { return a < b ? a : b; }
 
     // What a peer that does not read may leave queued (after a send that
     // wrote what the socket took) before it is dropped.
@@ -2285,141 +2562,107 @@ private:
                 }
                 return;
             }
-            auto c = std::unique_ptr<Connection>(new Connection());
-            c->fd = Fd(fd);
-            c->decoder.set_max_message_size(s_.config.max_message_size);
-            c->last_in = now_;
-            c->last_heartbeat = now_;
-            c->accepted_at = now_;
+            Fd owned(fd);
+            Peer peer;
 #if IPC_HPP_HAVE_SO_PEERCRED
             struct ucred cred {};
             socklen_t len = sizeof cred;
             if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-                c->peer.pid = cred.pid;
-                c->peer.uid = cred.uid;
-                c->peer.gid = cred.gid;
+                peer.pid = cred.pid;
+                peer.uid = cred.uid;
+                peer.gid = cred.gid;
             }
 #endif
             if (!s_.allowed_uids.empty()) {
                 bool ok = false;
-                for (uid_t u : s_.allowed_uids) ok = ok || u == c->peer.uid;
+                for (uid_t u : s_.allowed_uids) ok = ok || u == peer.uid;
                 if (!ok) {
-                    report(c->peer, DropReason::refused, Error{Errc::permission_denied, EACCES, "peer uid"});
-                    continue;  // closed by the unique_ptr, before any byte is sent
+                    report(peer, DropReason::refused, Error{Errc::permission_denied, EACCES, "peer uid"});
+                    continue;  // closed by `owned`, before any byte is sent
                 }
             }
             last_activity_ = now_;
-            queue(*c, Protocol::connection_start);
-            flush(*c);
+            // The conversation queues `connection start` itself.
+            auto c = std::unique_ptr<Connection>(new Connection(std::move(owned), s_.config, now_));
+            c->peer = peer;
+            c->index = conns_.size();
+            pfds_.push_back(pollfd{fd, POLLIN, 0});
             conns_.push_back(std::move(c));
+            Connection& added = *conns_.back();
+            heap_push(added);
+            flush(added);
+            if (!added.dead) schedule(added);
         }
     }
 
     template <class H>
     void read(Connection& c, H& on_message) {
         // Bounded work per wake-up so one busy peer cannot starve the rest.
-        for (int round = 0; round < 8 && c.state != Connection::State::dead; ++round) {
-            std::size_t want = c.decoder.wanted() > c.decoder.buffered() ? c.decoder.wanted() - c.decoder.buffered() : 0;
-            std::size_t room = want > 4096 ? (want < (1u << 20) ? want : (1u << 20)) : 4096;
-            char* p = c.decoder.prepare(room);
-            long n = recv_some(c.fd.get(), p, room);
-            if (n == -2) break;
-            if (n == 0) {
-                drop(c, DropReason::end_of_file, Error{Errc::closed_by_peer, 0, "end of file"});
+        for (int round = 0; round < 8 && !c.dead; ++round) {
+            std::size_t room = 0;
+            auto n = receive(c.fd.get(), c.conv, room);
+            if (!n) {
+                const Error& e = n.error();
+                drop(c, e.code == Errc::closed_by_peer && e.sys_errno == 0 ? DropReason::end_of_file : DropReason::io_error, e);
                 return;
             }
-            if (n < 0) {
-                int err = errno;
-                drop(c, DropReason::io_error, io_error(err, "recv"));
-                return;
-            }
-            c.decoder.commit(static_cast<std::size_t>(n));
+            if (n.value() == 0) break;
             decode(c, on_message);
-            if (static_cast<std::size_t>(n) < room) break;
+            if (n.value() < room) break;
         }
-        if (c.state != Connection::State::dead) {
-            flush(c);
-        }
+        if (!c.dead) flush(c);
     }
 
     template <class H>
     void decode(Connection& c, H& on_message) {
-        while (c.state != Connection::State::dead) {
-            auto st = c.decoder.next(scratch_);
-            if (st == Decoder::Status::need_more) return;
-            if (st == Decoder::Status::error) {
-                const Error& e = c.decoder.last_error();
-                drop(c, e.code == Errc::message_too_large ? DropReason::message_too_large : DropReason::malformed_frame, e);
-                return;
-            }
-            c.last_in = now_;
-            Protocol p = scratch_.protocol();
-            switch (c.state) {
-                case Connection::State::awaiting_start_ok:
-                    if (p == Protocol::connection_start_ok) c.state = Connection::State::ready;
-                    break;  // anything else before start ok is ignored
-                case Connection::State::closing:
-                    if (p == Protocol::connection_close_ok) drop(c, DropReason::closed, Error{Errc::closed, 0, "closed"});
-                    break;  // nothing else is acknowledged or handed on
-                case Connection::State::ready:
-                    if (p == Protocol::connection_close) {
-                        queue(c, Protocol::connection_close_ok);
-                        c.state = Connection::State::closing_after_flush;
-                    } else if (p == Protocol::none) {
-                        last_activity_ = now_;
-                        // The ack is queued before the reducer runs, and by
-                        // default leaves in one send() with the response
-                        // (PROTOCOL §4 allows it: same bytes, fewer wake-ups).
-                        queue(c, Protocol::message_received);
-                        if (s_.config.flush_ack_before_reducer) flush(c);
-                        if (c.state == Connection::State::ready) on_message(c, scratch_);
-                    }
+        while (!c.dead) {
+            switch (c.conv.next()) {
+                case Conversation::Event::none: return;
+                case Conversation::Event::failed: {
+                    const Error e = c.conv.error();
+                    drop(c, e.code == Errc::message_too_large ? DropReason::message_too_large : DropReason::malformed_frame, e);
+                    return;
+                }
+                case Conversation::Event::message:
+                    last_activity_ = now_;
+                    // The ack is queued; by default it leaves in one send()
+                    // with the response (docs/protocol.md §4 allows it).
+                    Decoder::store(c.conv.frame(), scratch_);
+                    if (s_.config.flush_ack_before_reducer) flush(c);
+                    if (!c.dead && c.conv.state() == Conversation::State::ready) on_message(c, scratch_);
                     break;
-                case Connection::State::closing_after_flush:
-                case Connection::State::dead: break;
+                case Conversation::Event::closed: return;  // flush() drops it once `close ok` is out
+                case Conversation::Event::started:
+                case Conversation::Event::acknowledged: break;
             }
         }
     }
 
-    void heartbeats() {
-        const std::int64_t period = heartbeat_period();
-        const std::int64_t handshake = s_.config.handshake_timeout.count();
+    // Runs the connections' timers that are due: O(due ones), not O(all).
+    void timers() {
         std::size_t released = 0;
-        for (auto& c : conns_) {
-            // A peer that never finishes the handshake does not keep its fd.
-            if (c->state == Connection::State::awaiting_start_ok && handshake >= 0 && now_ - c->accepted_at >= handshake) {
-                drop(*c, DropReason::handshake_timeout, Error{Errc::timed_out, 0, "handshake"});
+        for (std::size_t guard = timers_.size() + 1; guard > 0 && !timers_.empty() && timers_[0]->due <= now_; --guard) {
+            Connection& c = *timers_[0];
+            if (!c.conv.fire(now_, released)) {
+                drop(c, DropReason::handshake_timeout, Error{Errc::timed_out, 0, "handshake"});
                 continue;
             }
-            // An idle connection gives its buffers back; a busy one keeps
-            // them, so steady traffic does not allocate.
-            if (c->state != Connection::State::dead && now_ - c->last_in >= period && c->queued() == 0) {
-                released += c->decoder.capacity() + c->out.capacity();
-                c->decoder.release();
-                c->out.clear();
-                c->out_off = 0;
-                c->out.release();
-            }
-            if (c->state != Connection::State::ready) continue;
-            std::int64_t last = c->last_in > c->last_heartbeat ? c->last_in : c->last_heartbeat;
-            if (now_ - last >= period) {
-                queue(*c, Protocol::heartbeat);
-                c->last_heartbeat = now_;
-                if (c->state != Connection::State::dead) flush(*c);
-            }
+            flush(c);
+            if (!c.dead) schedule(c);
         }
         // Freed large buffers stay in the allocator's cache otherwise.
 #if IPC_HPP_HAVE_MALLOC_TRIM
         if (released >= (std::size_t{1} << 17)) ::malloc_trim(0);
-#else
-        (void)released;
 #endif
     }
 
     void drop(Connection& c, DropReason why, const Error& e) {
-        if (c.state == Connection::State::dead) return;
-        c.state = Connection::State::dead;
+        if (c.dead) return;
+        c.dead = true;
         c.fd.reset();
+        pfds_[2 + c.index].fd = -1;
+        heap_remove(c);
+        ++dead_;
         report(c.peer, why, e);
     }
 
@@ -2427,15 +2670,77 @@ private:
         if (s_.on_drop != nullptr) s_.on_drop(s_.on_drop_user, peer, why, e);
     }
 
+    // Removes dropped connections, keeping conns_ and pfds_ aligned.
     void sweep() {
+        if (dead_ == 0) return;
         std::size_t j = 0;
         for (std::size_t i = 0; i < conns_.size(); ++i) {
-            if (conns_[i]->state != Connection::State::dead) {
-                if (i != j) conns_[j] = std::move(conns_[i]);
-                ++j;
+            if (conns_[i]->dead) continue;
+            if (i != j) {
+                conns_[j] = std::move(conns_[i]);
+                pfds_[2 + j] = pfds_[2 + i];
             }
+            conns_[j]->index = j;
+            ++j;
         }
         conns_.resize(j);
+        pfds_.resize(2 + j);
+        dead_ = 0;
+    }
+
+    // ---- the timer heap: a binary min-heap of connections by due time,
+    // each connection knowing its place (heap_at) so a new due time moves it
+    // in O(log n).
+    void schedule(Connection& c) {
+        const std::int64_t due = c.conv.due();
+        if (due == c.due) return;
+        const bool earlier = due < c.due;
+        c.due = due;
+        if (earlier) heap_up(c.heap_at);
+        else heap_down(c.heap_at);
+    }
+    void heap_push(Connection& c) {
+        c.due = c.conv.due();
+        c.heap_at = timers_.size();
+        timers_.push_back(&c);
+        heap_up(c.heap_at);
+    }
+    void heap_remove(Connection& c) {
+        const std::size_t at = c.heap_at;
+        Connection* last = timers_.back();
+        timers_.pop_back();
+        if (last == &c) return;
+        timers_[at] = last;
+        last->heap_at = at;
+        heap_up(at);
+        heap_down(last->heap_at);
+    }
+    void heap_set(std::size_t at, Connection* c) noexcept {
+        timers_[at] = c;
+        c->heap_at = at;
+    }
+    void heap_up(std::size_t at) noexcept {
+        Connection* c = timers_[at];
+        while (at > 0) {
+            const std::size_t parent = (at - 1) / 2;
+            if (timers_[parent]->due <= c->due) break;
+            heap_set(at, timers_[parent]);
+            at = parent;
+        }
+        heap_set(at, c);
+    }
+    void heap_down(std::size_t at) noexcept {
+        Connection* c = timers_[at];
+        const std::size_t n = timers_.size();
+        for (;;) {
+            std::size_t child = 2 * at + 1;
+            if (child >= n) break;
+            if (child + 1 < n && timers_[child + 1]->due < timers_[child]->due) ++child;
+            if (timers_[child]->due >= c->due) break;
+            heap_set(at, timers_[child]);
+            at = child;
+        }
+        heap_set(at, c);
     }
 
     ServerState& s_;
@@ -2443,8 +2748,10 @@ private:
     dev_t dev_ = 0;
     ino_t ino_ = 0;
     std::vector<std::unique_ptr<Connection>> conns_;
-    std::vector<struct pollfd> pfds_;
-    Message scratch_;
+    std::vector<struct pollfd> pfds_;  // persistent; see prepare()
+    std::vector<Connection*> timers_;  // the heap
+    std::size_t dead_ = 0;             // dropped, not swept yet
+    Message scratch_;                  // the message being reduced
     std::int64_t now_ = 0;
     std::int64_t last_activity_ = 0;
     std::int64_t shutdown_deadline_ = 0;
@@ -2467,7 +2774,7 @@ Continuation<Carry> call_reducer(R& reducer, const Message& m, Continuation<Carr
 }  // namespace detail
 
 // ===========================================================================
-// 11. Server — the reduce loop, and Ipc, the entry point.
+// 13. Server — the reduce loop, and Ipc, the entry point.
 // ===========================================================================
 
 class Server {

@@ -137,6 +137,8 @@ inline const char* errc_name(ipc::Errc c) {
         case ipc::Errc::io: return "io";
         case ipc::Errc::permission_denied: return "permission_denied";
         case ipc::Errc::invalid_argument: return "invalid_argument";
+        case ipc::Errc::desynchronized: return "desynchronized";
+        case ipc::Errc::inbox_full: return "inbox_full";
     }
     return "unknown";
 }
