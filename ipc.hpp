@@ -1680,9 +1680,10 @@ private:
         const std::int64_t last = last_in_ > last_out_ ? last_in_ : last_out_;
         return later(last, role_ == Role::server ? period_ + period_ / 2 : period_);
     }
-    // An idle server connection holds buffers it can give back.
+    // An idle server connection holds buffers worth giving back (a small
+    // write buffer, which heartbeats reuse, is kept).
     bool releasable() const noexcept {
-        return !wants_write() && decoder_.buffered() == 0 && (decoder_.capacity() != 0 || out_.capacity() != 0);
+        return !wants_write() && decoder_.buffered() == 0 && (decoder_.capacity() != 0 || out_.capacity() > 4096);
     }
 
     Event fail_with(const Error& e) {

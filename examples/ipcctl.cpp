@@ -45,10 +45,12 @@ const char* const usage_send =
 
 const char* const usage_echo =
     "usage: ipcctl [--dir DIR] echo NAME [--max N] [--timeout-ms T]\n"
-    "Serves NAME, answering each message with the same message. Stops gracefully\n"
-    "on a message whose content is `stop` (after answering it), after N messages,\n"
-    "after T ms without activity, or on SIGINT/SIGTERM; then prints the number of\n"
-    "application messages it received and exits 0.\n";
+    "Serves NAME, answering each message with the same message, except `stop`:\n"
+    "on a message whose content is `stop` it stops gracefully without answering\n"
+    "(as innmind/ipc's fixtures/server.php does). It also stops after N messages\n"
+    "(the Nth is answered), after T ms without activity, or on SIGINT/SIGTERM;\n"
+    "then prints the number of application messages it received, `stop`\n"
+    "included, and exits 0.\n";
 
 int bad_usage(const char* what, const char* usage) {
     std::fprintf(stderr, "ipcctl: %s\n%s", what, usage);
@@ -153,9 +155,12 @@ int cmd_echo(const Ipc& ipc, int argc, char** argv) {
     StopHandle stop = server->stop_handle();
     auto result = server->serve(EchoState{}, [&](const Message& m, Continuation<EchoState> k, EchoState s) {
         ++s.received;
-        // Answer first, then stop: the stop takes effect after this message's
+        // `stop` is not answered: the reference's fixtures/client.php relies
+        // on it (its wait after `stop` ends with the connection closed).
+        if (m.content() == "stop") return k.stop(s);
+        // The Nth message is answered first; the stop takes effect after its
         // response is queued, so the sender gets its echo before the close.
-        if (m.content() == "stop" || (max > 0 && s.received >= max)) stop.request();
+        if (max > 0 && s.received >= max) stop.request();
         return k.respond(s, m);
     });
     if (!result) return failure("serve", result.error());

@@ -1,0 +1,237 @@
+// The conversation core (header section 10), without a socket: bytes are
+// fed in by hand, what it queues is read back and parsed independently.
+// Every rule of docs/protocol.md §4 that both sides share lives there.
+#include "net_support.hpp"
+
+using namespace ipc_net_test;
+
+namespace {
+
+using Conversation = ipc::detail::Conversation;
+using Event = Conversation::Event;
+using State = Conversation::State;
+
+ipc::Config config_with(std::int64_t heartbeat_ms = 1000) {
+    ipc::Config c;
+    c.heartbeat = ipc::Milliseconds(heartbeat_ms);
+    c.handshake_timeout = ipc::Milliseconds(500);
+    return c;
+}
+
+// Feeds bytes as if they had arrived at `now`.
+void feed(Conversation& c, std::string_view bytes, std::int64_t now) {
+    std::size_t room = 0;
+    char* p = c.room(room);
+    REQUIRE(room >= Conversation::min_room);
+    REQUIRE(bytes.size() <= room);
+    std::memcpy(p, bytes.data(), bytes.size());
+    c.received(bytes.size(), now);
+}
+
+// Takes everything queued, as if the socket had taken it all at `now`.
+std::string drain(Conversation& c, std::int64_t now = 0) {
+    std::string out(c.unsent(), c.queued());
+    c.sent(c.queued(), now);
+    return out;
+}
+
+Event next_event(Conversation& c) { return c.next(); }
+
+}  // namespace
+
+TEST_SUITE("conversation") {
+
+TEST_CASE("conversation, server: start first; nothing before start ok; the ack is queued before the message is handed on") {
+    Conversation s(ipc::detail::Role::server, config_with(), 0);
+    CHECK(hex(drain(s)) == hex(start_frame()));
+    feed(s, text_frame("early") + heartbeat_frame() + start_ok_frame() + text_frame("ping"), 1);
+    CHECK(next_event(s) == Event::started);  // "early" and the heartbeat were ignored
+    CHECK(s.state() == State::ready);
+    CHECK(next_event(s) == Event::message);
+    CHECK(s.frame().content() == "ping");
+    CHECK(hex(std::string(s.unsent(), s.queued())) == hex(ack_frame()));  // before anyone reduced it
+    REQUIRE(s.respond(ipc::Message::text("pong")).has_value());
+    CHECK(hex(drain(s)) == hex(ack_frame() + text_frame("pong")));
+    CHECK(next_event(s) == Event::none);
+}
+
+TEST_CASE("conversation, server: the client's close is answered and ends it; after our close only close ok counts") {
+    Conversation s(ipc::detail::Role::server, config_with(), 0);
+    (void)drain(s);
+    feed(s, start_ok_frame() + close_frame() + text_frame("after"), 1);
+    CHECK(next_event(s) == Event::started);
+    CHECK(next_event(s) == Event::closed);
+    CHECK(s.state() == State::closed);
+    CHECK(hex(drain(s)) == hex(close_ok_frame()));
+    CHECK(next_event(s) == Event::none);  // nothing more is read
+
+    Conversation t(ipc::detail::Role::server, config_with(), 0);
+    (void)drain(t);
+    feed(t, start_ok_frame(), 1);
+    CHECK(next_event(t) == Event::started);
+    t.close();
+    CHECK(hex(drain(t)) == hex(close_frame()));
+    feed(t, text_frame("late") + close_frame() + close_ok_frame(), 2);
+    CHECK(next_event(t) == Event::closed);  // "late" not acknowledged, the close not answered
+    CHECK(t.queued() == 0);
+    REQUIRE(t.respond(ipc::Message::text("x")).has_value());  // closed: nothing more is sent
+    CHECK(t.queued() == 0);
+}
+
+TEST_CASE("conversation, client: handshake, one message in flight, replies kept in order") {
+    Conversation c(ipc::detail::Role::client, config_with(), 0);
+    CHECK(c.queued() == 0);  // the client waits for the server
+    feed(c, start_frame(), 1);
+    CHECK(next_event(c) == Event::started);
+    CHECK(hex(drain(c)) == hex(start_ok_frame()));
+
+    REQUIRE(c.post(ipc::Message::text("a")).has_value());
+    REQUIRE(c.post(ipc::Message::text("b")).has_value());
+    CHECK(c.unacknowledged() == 2);
+    CHECK(hex(drain(c)) == hex(text_frame("a")));  // b waits for a's ack
+    feed(c, text_frame("early reply") + ack_frame(), 2);
+    CHECK(next_event(c) == Event::message);
+    CHECK(next_event(c) == Event::acknowledged);
+    CHECK(hex(drain(c)) == hex(text_frame("b")));
+    feed(c, ack_frame() + ack_frame() + text_frame("re:b"), 3);  // the second ack is stray
+    CHECK(next_event(c) == Event::acknowledged);
+    CHECK(next_event(c) == Event::message);
+    CHECK(next_event(c) == Event::none);
+    CHECK(c.unacknowledged() == 0);
+    ipc::Message m;
+    REQUIRE(c.take(m));
+    CHECK(m.content() == "early reply");
+    REQUIRE(c.take(m));
+    CHECK(m.content() == "re:b");
+    CHECK_FALSE(c.take(m));
+}
+
+TEST_CASE("conversation, client: anything but start (or close, or a heartbeat) before start is a protocol error") {
+    Conversation c(ipc::detail::Role::client, config_with(), 0);
+    feed(c, heartbeat_frame() + text_frame("hello"), 1);
+    CHECK(next_event(c) == Event::failed);
+    CHECK(c.error() == ipc::Errc::protocol);
+    CHECK(next_event(c) == Event::failed);  // sticky
+}
+
+TEST_CASE("conversation, client: the server's close is answered; a frame the writer cannot encode is refused") {
+    Conversation c(ipc::detail::Role::client, config_with(), 0);
+    feed(c, start_frame() + close_frame(), 1);
+    CHECK(next_event(c) == Event::started);
+    CHECK(next_event(c) == Event::closed);
+    CHECK(hex(drain(c)) == hex(start_ok_frame() + close_ok_frame()));
+    CHECK(outcome(c.post(ipc::Message::text("x"))) == "closed");
+
+    Conversation d(ipc::detail::Role::client, config_with(), 0);
+    feed(d, start_frame(), 1);
+    CHECK(next_event(d) == Event::started);
+    (void)drain(d);
+#if SIZE_MAX > 0xFFFFFFFFu
+    ipc::Message huge(ipc::MediaType::octet_stream(), std::string());
+    huge.content().resize(std::size_t{0xFFFFFFFFu} + 1);  // one byte over what the u32 field holds
+    CHECK(outcome(d.post(huge)) == "message_too_large");
+    CHECK(d.queued() == 0);
+    CHECK(d.unacknowledged() == 0);
+#endif
+}
+
+TEST_CASE("conversation, client: the inbox is bounded in messages and bytes") {
+    ipc::Config config = config_with();
+    config.max_inbox_messages = 3;
+    config.max_inbox_bytes = 10;
+    Conversation c(ipc::detail::Role::client, config, 0);
+    feed(c, start_frame() + text_frame("1") + text_frame("2") + text_frame("3") + text_frame("4"), 1);
+    CHECK(next_event(c) == Event::started);
+    CHECK(next_event(c) == Event::message);
+    CHECK(next_event(c) == Event::message);
+    CHECK(next_event(c) == Event::message);
+    CHECK(next_event(c) == Event::failed);
+    CHECK(c.error() == ipc::Errc::inbox_full);
+
+    Conversation b(ipc::detail::Role::client, config, 0);
+    feed(b, start_frame() + text_frame("123456") + text_frame("12345"), 1);
+    CHECK(next_event(b) == Event::started);
+    CHECK(next_event(b) == Event::message);
+    CHECK(next_event(b) == Event::failed);  // 6 + 5 bytes > 10
+    CHECK(b.error() == ipc::Errc::inbox_full);
+
+    // Taking makes room again, and the slots keep being reused in order.
+    Conversation r(ipc::detail::Role::client, config, 0);
+    feed(r, start_frame(), 1);
+    CHECK(next_event(r) == Event::started);
+    ipc::Message m;
+    for (int i = 0; i < 20; ++i) {
+        feed(r, text_frame(std::to_string(i)) + text_frame(std::to_string(i) + "b"), 2);
+        CHECK(next_event(r) == Event::message);
+        CHECK(next_event(r) == Event::message);
+        REQUIRE(r.take(m));
+        CHECK(m.content() == std::to_string(i));
+        REQUIRE(r.take(m));
+        CHECK(m.content() == std::to_string(i) + "b");
+    }
+}
+
+TEST_CASE("conversation: heartbeats are due after a quiet period (client) or 1.5 periods (server); arrivals and writes postpone them") {
+    Conversation c(ipc::detail::Role::client, config_with(1000), 0);
+    CHECK(c.due() == ipc::detail::never);  // no heartbeat before the handshake
+    feed(c, start_frame(), 100);
+    CHECK(next_event(c) == Event::started);
+    (void)drain(c, 100);
+    CHECK(c.due() == 1100);
+    std::size_t released = 0;
+    REQUIRE(c.fire(1099, released));
+    CHECK(c.queued() == 0);
+    REQUIRE(c.fire(1100, released));
+    CHECK(hex(drain(c, 1100)) == hex(heartbeat_frame()));
+    CHECK(c.due() == 2100);
+    feed(c, heartbeat_frame(), 1500);  // the server's heartbeat is never answered...
+    CHECK(next_event(c) == Event::none);
+    CHECK(c.queued() == 0);
+    CHECK(c.due() == 2500);  // ...but it is an arrival
+
+    Conversation s(ipc::detail::Role::server, config_with(1000), 0);
+    (void)drain(s, 0);
+    feed(s, start_ok_frame(), 200);
+    CHECK(next_event(s) == Event::started);
+    CHECK(s.due() == 1200);  // idle buffers go back after a period...
+    REQUIRE(s.fire(1200, released));
+    CHECK(released > 0);
+    CHECK(s.due() == 1700);  // ...the heartbeat only after 1.5 periods of silence
+    REQUIRE(s.fire(1699, released));
+    CHECK(s.queued() == 0);
+    REQUIRE(s.fire(1700, released));
+    CHECK(hex(drain(s, 1700)) == hex(heartbeat_frame()));
+    CHECK(s.due() == 3200);
+    // A client that heartbeats every period (the reference's waiting client)
+    // is never heartbeaten back.
+    for (std::int64_t t = 2700; t < 10000; t += 1000) {
+        feed(s, heartbeat_frame(), t);
+        CHECK(next_event(s) == Event::none);
+        CHECK(s.due() >= t + 1000);
+        REQUIRE(s.fire(t + 999, released));
+        CHECK(s.queued() == 0);
+    }
+}
+
+TEST_CASE("conversation, server: a peer that never answers start runs out of time") {
+    Conversation s(ipc::detail::Role::server, config_with(), 1000);
+    (void)drain(s, 1000);
+    CHECK(s.due() == 1500);
+    std::size_t released = 0;
+    CHECK(s.fire(1499, released));
+    CHECK_FALSE(s.fire(1500, released));
+}
+
+TEST_CASE("conversation: huge periods and timeouts saturate instead of overflowing") {
+    ipc::Config config;
+    config.heartbeat = ipc::Milliseconds(INT64_MAX);
+    config.handshake_timeout = ipc::Milliseconds(INT64_MAX);
+    Conversation s(ipc::detail::Role::server, config, 1000);
+    (void)drain(s, 1000);
+    CHECK(s.due() == ipc::detail::never);
+    std::size_t released = 0;
+    CHECK(s.fire(INT64_MAX - 1, released));
+    CHECK(ipc::detail::later(INT64_MAX - 5, 10) == ipc::detail::never);
+}
+
+}  // TEST_SUITE
