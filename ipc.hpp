@@ -25,11 +25,36 @@
 //     process.value().send(ipc::Message::text("ping"));
 //     auto reply = process.value().wait(ipc::Milliseconds{1000});
 //
-// Layout of this file (each part starts with a banner):
-//   1. version          2. configuration      3. platform detection
-//   4. includes         5. Either and Error   6. names, media types, messages
-//   7. frame codec      8. detail: sockets, clock, paths
-//   9. client (Process) 10. entry point (Ipc) 11. server (template, last)
+// The protocol, the conversation and where ipc.hpp differs from the
+// reference are written down in docs/protocol.md; comments cite it as §N.
+//
+// Layout of this file (each part starts with a banner "// N. ..."):
+//    1. version                          2. configuration macros
+//    3. platform detection               4. includes
+//    5. Error and Either                 6. names, media types, messages
+//    7. frame codec (Decoder)            8. time, peers, Config (public)
+//    9. detail: clock, fds, syscalls, paths, liveness
+//   10. detail: the conversation core (sans-I/O), receive() and transmit()
+//   11. client: Process                 12. server pieces: Continuation,
+//   13. detail: the server core             StopHandle, DropReason, signals
+//   14. Server and its Loop             15. Ipc, the entry point
+//
+// Where to change what:
+//   - the frame format: section 7 (frame_fits, write_frame, Decoder::next);
+//     protocol messages: protocol::content/classify (section 6) and the
+//     precomputed detail::protocol_frames (section 7).
+//   - a protocol rule (what is answered, acknowledged, ignored, in which
+//     state): Conversation::server_rule / client_rule (section 10). Both
+//     sides and both client APIs go through them; nothing else decides.
+//   - heartbeats: Conversation::heartbeat_due and fire (section 10).
+//   - a new timer: give Conversation a due time in due() and its work in
+//     fire(); the server's heap (ServerCore::schedule) and the client's
+//     drive loop pick it up. Server-wide deadlines (idle, shutdown, accept
+//     pause) live in ServerCore::prepare.
+//   - a new Continuation kind: Continuation::Kind (section 12) and the
+//     switch in Server::Loop::run (section 14).
+//   - a new error code: Errc and describe() (section 5), the README's
+//     failure-mode table, CHANGELOG.md.
 
 #ifndef IPC_HPP_INCLUDED
 #define IPC_HPP_INCLUDED
@@ -516,7 +541,7 @@ inline bool is_alnum(char c) noexcept {
 }
 }  // namespace detail
 
-// A process name: ^[a-zA-Z0-9_-]+$ (PROTOCOL §1).
+// A process name: ^[a-zA-Z0-9_-]+$ (docs/protocol.md §1).
 class Name {
 public:
     static bool valid(std::string_view s) noexcept {
@@ -659,11 +684,12 @@ public:
 
 private:
     friend class Decoder;
+    friend class Message;
     explicit MediaType(std::string s) : value_(std::move(s)) {}
     std::string value_;
 };
 
-// The six messages of the protocol itself (PROTOCOL §3). Each is text/plain.
+// The six messages of the protocol itself (docs/protocol.md §3). Each is text/plain.
 enum class Protocol : unsigned char {
     none = 0,  // an application message
     connection_start,
@@ -698,19 +724,20 @@ constexpr std::string_view content(Protocol p) noexcept {
 
 // Which protocol message (media type and content) this is, or none.
 inline Protocol classify(std::string_view type, std::string_view body) noexcept {
-    // By length first: 21 (heartbeat), 28 (start, close, received), 31 (start-ok, close-ok).
-    Protocol a = Protocol::none, b = Protocol::none, c = Protocol::none;
+    // One candidate from the length and one distinguishing byte, then one
+    // comparison: 21 (heartbeat), 28 (start, close, received), 31 (start-ok,
+    // close-ok); "innmind/ipc:" is 12 bytes, "connection." 11 more.
+    Protocol p;
     switch (body.size()) {
-        case 21: a = Protocol::heartbeat; break;
-        case 28: a = Protocol::connection_start; b = Protocol::connection_close; c = Protocol::message_received; break;
-        case 31: a = Protocol::connection_start_ok; b = Protocol::connection_close_ok; break;
+        case 21: p = Protocol::heartbeat; break;
+        case 28:
+            p = body[12] == 'm' ? Protocol::message_received
+                                : (body[23] == 's' ? Protocol::connection_start : Protocol::connection_close);
+            break;
+        case 31: p = body[23] == 's' ? Protocol::connection_start_ok : Protocol::connection_close_ok; break;
         default: return Protocol::none;
     }
-    if (type != media_type) return Protocol::none;
-    for (Protocol p : {a, b, c}) {
-        if (p != Protocol::none && body == content(p)) return p;
-    }
-    return Protocol::none;
+    return body == content(p) && type == media_type ? p : Protocol::none;
 }
 }  // namespace protocol
 
@@ -746,6 +773,13 @@ public:
     Protocol protocol() const noexcept { return protocol::classify(type_.view(), content_); }
     bool is_protocol() const noexcept { return protocol() != Protocol::none; }
 
+    // Exchanges both messages' contents (and buffers).
+    void swap(Message& o) noexcept {
+        type_.value_.swap(o.type_.value_);
+        content_.swap(o.content_);
+    }
+    friend void swap(Message& a, Message& b) noexcept { a.swap(b); }
+
     friend bool operator==(const Message& a, const Message& b) noexcept {
         return a.type_ == b.type_ && a.content_ == b.content_;
     }
@@ -758,7 +792,7 @@ private:
 };
 
 // ===========================================================================
-// 7. Frame codec (PROTOCOL §2)
+// 7. Frame codec (docs/protocol.md §2)
 //    u16 BE media type length | media type | u32 BE content length | content | 0xCE
 // ===========================================================================
 
@@ -925,7 +959,40 @@ inline bool append_frame(Buffer& out, std::string_view type, std::string_view co
     out.commit(need);
     return true;
 }
-inline void append_frame(Buffer& out, Protocol p) { (void)append_frame(out, protocol::media_type, protocol::content(p)); }
+// The frames of the six protocol messages, built at compile time: queuing
+// an ack or a heartbeat is one copy of a few dozen bytes.
+struct ProtocolFrame {
+    char bytes[48];
+    std::size_t size;
+};
+constexpr ProtocolFrame protocol_frame(Protocol p) noexcept {
+    ProtocolFrame f{};
+    const std::string_view type = protocol::media_type;
+    const std::string_view body = protocol::content(p);
+    std::size_t i = 0;
+    f.bytes[i++] = static_cast<char>((type.size() >> 8) & 0xFF);
+    f.bytes[i++] = static_cast<char>(type.size() & 0xFF);
+    for (char c : type) f.bytes[i++] = c;
+    for (int shift = 24; shift >= 0; shift -= 8) f.bytes[i++] = static_cast<char>((body.size() >> shift) & 0xFF);
+    for (char c : body) f.bytes[i++] = c;
+    f.bytes[i++] = static_cast<char>(end_marker);
+    f.size = i;
+    return f;
+}
+inline constexpr ProtocolFrame protocol_frames[7] = {
+    ProtocolFrame{},
+    protocol_frame(Protocol::connection_start),
+    protocol_frame(Protocol::connection_start_ok),
+    protocol_frame(Protocol::connection_close),
+    protocol_frame(Protocol::connection_close_ok),
+    protocol_frame(Protocol::heartbeat),
+    protocol_frame(Protocol::message_received),
+};
+static_assert(protocol_frames[6].size == frame_size(10, 28), "the ack frame is 45 bytes");
+inline void append_frame(Buffer& out, Protocol p) {
+    const ProtocolFrame& f = protocol_frames[static_cast<unsigned char>(p)];
+    out.append(f.bytes, f.size);
+}
 }  // namespace detail
 
 // Incremental frame decoder. Feed it bytes in chunks of any size (one at a
@@ -938,10 +1005,16 @@ class Decoder {
 public:
     enum class Status : unsigned char { message, need_more, error };
 
-    explicit Decoder(std::uint32_t max_message_size = default_max_message_size) noexcept : max_(max_message_size) {}
+    explicit Decoder(std::uint32_t max_message_size = default_max_message_size) noexcept { set_max_message_size(max_message_size); }
 
     std::uint32_t max_message_size() const noexcept { return max_; }
-    void set_max_message_size(std::uint32_t m) noexcept { max_ = m; }
+    // Also bounded by what a std::string of this build can hold (about
+    // 1 GiB with a 32-bit size_t), so that frame_size() below cannot wrap.
+    void set_max_message_size(std::uint32_t m) noexcept {
+        max_ = m;
+        const std::size_t room = std::string().max_size();
+        limit_ = std::size_t{m} < room ? m : static_cast<std::uint32_t>(room);
+    }
 
     // Copies bytes in.
     void feed(const void* data, std::size_t n) {
@@ -984,7 +1057,7 @@ public:
     }
     // Copies a frame into a message, reusing the message's buffers.
     static void store(const Frame& f, Message& out) {
-        out.type_.value_.assign(f.type_.data(), f.type_.size());
+        if (std::string_view(out.type_.value_) != f.type_) out.type_.value_.assign(f.type_.data(), f.type_.size());
         out.content_.assign(f.content_.data(), f.content_.size());
     }
 
@@ -1013,9 +1086,7 @@ public:
         }
         if (avail < 2 + type_len + 4) return Status::need_more;
         const std::uint32_t content_len = detail::get_u32(p + 2 + type_len);
-        // A frame this build cannot hold (max_size() is about 1 GiB with a
-        // 32-bit size_t) is too large; frame_size() below then cannot wrap.
-        if (content_len > max_ || content_len > std::string().max_size())
+        if (content_len > limit_)
             return error(Errc::message_too_large, "decode: announced content length");
         const std::size_t total = frame_size(type_len, content_len);
         if (avail < total) {
@@ -1080,7 +1151,8 @@ private:
     bool plain_ = false;  // the current frame is text/plain (the protocol's own type)
     std::size_t pos_ = 0;
     std::size_t want_ = 0;
-    std::uint32_t max_;
+    std::uint32_t max_ = 0;
+    std::uint32_t limit_ = 0;  // max_, or less when a std::string cannot hold it
     bool failed_ = false;
     bool checked_ = false;
     Error error_{};
@@ -1164,29 +1236,40 @@ inline std::int64_t now_ms() noexcept {
     return static_cast<std::int64_t>(ts.tv_sec) * 1000 + static_cast<std::int64_t>(ts.tv_nsec / 1000000);
 }
 
+constexpr std::int64_t never = INT64_MAX;
+
+// a + b milliseconds, saturating at `never` (b >= 0): a huge timeout means
+// "practically forever", never an overflow.
+constexpr std::int64_t later(std::int64_t a, std::int64_t b) noexcept {
+    return a > never - b ? never : a + b;
+}
+
 // A point on the monotonic clock, or never.
 class Deadline {
 public:
-    static Deadline after(Milliseconds d) noexcept {
+    static Deadline after(Milliseconds d) noexcept { return d.is_forever() ? Deadline{} : after(d, now_ms()); }
+    static Deadline after(Milliseconds d, std::int64_t now) noexcept {
         Deadline x;
-        x.at_ = d.is_forever() ? -1 : now_ms() + d.count();
+        if (!d.is_forever()) x.at_ = later(now, d.count());
         return x;
     }
     static Deadline never() noexcept { return Deadline{}; }
     bool is_never() const noexcept { return at_ < 0; }
     bool passed(std::int64_t now) const noexcept { return at_ >= 0 && now >= at_; }
     bool passed() const noexcept { return passed(now_ms()); }
-    // Milliseconds left, clamped to [0, cap]; cap < 0 means no cap; -1 = infinite.
-    int poll_timeout(std::int64_t cap = -1) const noexcept {
+    // Milliseconds left at `now`, clamped to [0, cap] (cap < 0: no cap) and
+    // to what poll() takes; -1 = infinite.
+    int poll_timeout(std::int64_t now, std::int64_t cap) const noexcept {
         std::int64_t left = -1;
         if (at_ >= 0) {
-            left = at_ - now_ms();
+            left = at_ - now;
             if (left < 0) left = 0;
         }
         if (cap >= 0 && (left < 0 || cap < left)) left = cap;
         if (left > 0x7FFFFFFF) left = 0x7FFFFFFF;
         return static_cast<int>(left);
     }
+    int poll_timeout(std::int64_t cap = -1) const noexcept { return at_ < 0 && cap < 0 ? -1 : poll_timeout(now_ms(), cap); }
 
 private:
     std::int64_t at_ = -1;
@@ -1499,13 +1582,6 @@ inline bool is_live(const std::string& path, Liveness how, const std::vector<std
 
 namespace detail {
 
-constexpr std::int64_t never = INT64_MAX;
-
-// a + b, saturating at `never` (b >= 0).
-constexpr std::int64_t later(std::int64_t a, std::int64_t b) noexcept {
-    return a > never - b ? never : a + b;
-}
-
 enum class Role : unsigned char { client, server };
 
 class Conversation {
@@ -1555,10 +1631,13 @@ public:
         n = want > min_room ? (want < max_room ? want : max_room) : min_room;
         return decoder_.prepare(n);
     }
-    void received(std::size_t n, std::int64_t now) noexcept {
+    void received(std::size_t n) noexcept {
         decoder_.commit(n);
-        last_in_ = now;
+        fresh_ = true;
     }
+    // When bytes last arrived; the caller stamps it with its clock (the
+    // client does so at its next clock reading, so it is never early).
+    void heard(std::int64_t now) noexcept { last_in_ = now; }
     static constexpr std::size_t min_room = std::size_t{16} << 10;
     static constexpr std::size_t max_room = std::size_t{8} << 20;
 
@@ -1568,9 +1647,12 @@ public:
     Event next() {
         for (;;) {
             if (state_ == State::failed) return Event::failed;
-            if (state_ == State::closed) return Event::none;  // nothing more is read
+            if (state_ == State::closed || !fresh_) return Event::none;  // closed: nothing more is read
             const Decoder::Status st = decoder_.next(frame_);
-            if (st == Decoder::Status::need_more) return Event::none;
+            if (st == Decoder::Status::need_more) {
+                fresh_ = false;  // until more bytes arrive
+                return Event::none;
+            }
             if (st == Decoder::Status::error) return fail_with(decoder_.last_error());
             const Event e = role_ == Role::server ? server_rule(frame_.protocol()) : client_rule(frame_.protocol());
             if (e != Event::none) return e;
@@ -1623,14 +1705,21 @@ public:
     }
 
     // ---- the client's inbox and outbox ------------------------------------
-    bool has_message() const noexcept { return inbox_count_ != 0; }
+    // A message to receive the next arrival straight into, when nothing is
+    // kept before it (the blocking wait); nullptr: arrivals are kept.
+    // delivered() tells when it was filled.
+    void deliver_to(Message* m) noexcept {
+        target_ = m;
+        delivered_ = false;
+    }
+    bool delivered() const noexcept { return delivered_; }
     // Moves the oldest received message into out; its old buffers are kept
     // for the next arrival, so a steady loop does not allocate.
     bool take(Message& out) {
         if (inbox_count_ == 0) return false;
         Message& m = inbox_[inbox_head_];
         inbox_bytes_ -= m.content().size();
-        std::swap(out, m);
+        out.swap(m);
         ++inbox_head_;
         if (--inbox_count_ == 0) inbox_head_ = 0;
         return true;
@@ -1759,11 +1848,16 @@ private:
 
     // An application message for the client's inbox, within its bounds.
     Event keep(const Decoder::Frame& f) {
+        if (target_ != nullptr && !delivered_ && inbox_count_ == 0) {
+            Decoder::store(f, *target_);
+            delivered_ = true;
+            return Event::message;
+        }
         if (inbox_count_ >= inbox_limit_ || f.content().size() > inbox_bytes_limit_ - inbox_bytes_)
             return fail_with(Error{Errc::inbox_full, 0, "receive: unread messages over Config::max_inbox_*"});
         if (inbox_head_ + inbox_count_ == inbox_.size()) {
             if (inbox_head_ != 0) {  // slide the kept ones to the front, buffers and all
-                for (std::size_t i = 0; i < inbox_count_; ++i) std::swap(inbox_[i], inbox_[inbox_head_ + i]);
+                for (std::size_t i = 0; i < inbox_count_; ++i) inbox_[i].swap(inbox_[inbox_head_ + i]);
                 inbox_head_ = 0;
             } else {
                 inbox_.emplace_back();
@@ -1791,6 +1885,7 @@ private:
     State state_ = State::handshake;
     Decoder decoder_;
     Decoder::Frame frame_;
+    bool fresh_ = false;  // bytes arrived since the decoder last needed more
     Buffer out_;
     std::size_t out_off_ = 0;
     Error error_{};
@@ -1804,6 +1899,8 @@ private:
     std::size_t inbox_head_ = 0;
     std::size_t inbox_count_ = 0;
     std::size_t inbox_bytes_ = 0;
+    Message* target_ = nullptr;  // see deliver_to()
+    bool delivered_ = false;
     // timers, in ms on the caller's clock
     std::int64_t period_;
     std::int64_t handshake_;
@@ -1816,12 +1913,13 @@ private:
 
 // One recv() into a conversation: bytes read (0 when nothing was there; in
 // `room` how many could have come), or the error that ends the connection:
-// Errc::closed_by_peer with errno 0 at end of file.
+// Errc::closed_by_peer with errno 0 at end of file. The caller stamps the
+// arrival (Conversation::heard).
 inline Result<std::size_t> receive(int fd, Conversation& c, std::size_t& room) {
     char* p = c.room(room);
     const long n = recv_some(fd, p, room);
     if (n > 0) {
-        c.received(static_cast<std::size_t>(n), now_ms());
+        c.received(static_cast<std::size_t>(n));
         return static_cast<std::size_t>(n);
     }
     if (n == -2) return std::size_t{0};
@@ -1831,12 +1929,13 @@ inline Result<std::size_t> receive(int fd, Conversation& c, std::size_t& room) {
 
 // Writes what the socket takes of what the conversation has queued; the
 // rest stays queued, whole frames behind it, for when the socket is writable.
-inline Result<Unit> transmit(int fd, Conversation& c) {
+// `now` stamps what was written, for the heartbeat timer.
+inline Result<Unit> transmit(int fd, Conversation& c, std::int64_t now) {
     while (c.wants_write()) {
         const long n = send_some(fd, c.unsent(), c.queued());
         if (n < 0) return fail(io_error(errno, "send"));
         if (n == 0) break;  // the socket is full
-        c.sent(static_cast<std::size_t>(n), now_ms());
+        c.sent(static_cast<std::size_t>(n), now);
     }
     return Unit{};
 }
@@ -1859,6 +1958,7 @@ public:
             name_ = std::move(o.name_);
             config_ = std::move(o.config_);
             conv_ = std::move(o.conv_);
+            unheard_ = o.unheard_;
             desynchronized_ = o.desynchronized_;
             closed_ = o.closed_;
         }
@@ -1914,10 +2014,10 @@ public:
         if (desynchronized_) return desynchronized("wait");
         if (conv_.take(m)) return Unit{};
         if (closed_) return fail(Errc::closed, 0, "wait");
-        auto r = drive(detail::Deadline::after(timeout), "wait", [this] { return conv_.has_message(); });
-        if (!r) return r;
-        (void)conv_.take(m);
-        return Unit{};
+        conv_.deliver_to(&m);  // the next arrival is decoded straight into m
+        auto r = drive(detail::Deadline::after(timeout), "wait", [this] { return conv_.delivered(); });
+        conv_.deliver_to(nullptr);
+        return r;
     }
 
     // ---- Inside your own event loop: post(), step() and take() never block.
@@ -1936,7 +2036,7 @@ public:
         if (!u) return u;
         auto q = conv_.post(m);
         if (!q) return q;
-        return transmit();
+        return transmit(clock());
     }
     // Does the ready work for these revents of fd(): reads what arrived,
     // handles acknowledgements, heartbeats and the server's close, writes
@@ -1945,19 +2045,21 @@ public:
     Result<Unit> step(short revents) {
         auto u = usable("step");
         if (!u) return u;
+        const std::int64_t now = clock();
         if ((revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
             for (;;) {
                 std::size_t room = 0;
                 auto n = detail::receive(fd_.get(), conv_, room);
                 if (!n) return lost(n.error());
                 if (n.value() == 0) break;
+                conv_.heard(now);
                 auto e = absorb("step");
                 if (!e) return e;
                 if (n.value() < room) break;  // a short read: nothing more is there
             }
         }
-        tick();
-        return transmit();
+        tick(now);
+        return transmit(now);
     }
     // The next application message received by step(), if there is one.
     bool take(Message& out) { return !desynchronized_ && conv_.take(out); }
@@ -2024,9 +2126,10 @@ private:
         }
     }
     Result<Unit> ended(const char* where) {
-        const auto deadline = detail::Deadline::after(config_.close_timeout);
+        const std::int64_t now = detail::now_ms();
+        const auto deadline = detail::Deadline::after(config_.close_timeout, now);
         while (conv_.wants_write()) {
-            if (!transmit()) break;
+            if (!transmit(now)) break;
             if (!conv_.wants_write()) break;
             if (detail::poll_one(fd_.get(), POLLOUT, deadline) <= 0) break;
         }
@@ -2038,59 +2141,76 @@ private:
         cut();
         return fail(e);
     }
-    Result<Unit> transmit() {
-        auto t = detail::transmit(fd_.get(), conv_);
+    Result<Unit> transmit(std::int64_t now) {
+        auto t = detail::transmit(fd_.get(), conv_, now);
         if (!t) return lost(t.error());
         return Unit{};
     }
-    // A heartbeat, when one is due.
-    void tick() {
+    // The time, read once per wait: what arrived since the last reading is
+    // stamped with it, so an arrival is never dated early and a heartbeat
+    // is never sent early.
+    std::int64_t clock() {
         const std::int64_t now = detail::now_ms();
+        if (unheard_) conv_.heard(now);
+        unheard_ = false;
+        return now;
+    }
+    // A heartbeat, when one is due.
+    void tick(std::int64_t now) {
         std::size_t released = 0;
         if (now >= conv_.due()) (void)conv_.fire(now, released);
     }
 
     // The blocking calls: handles what arrived, writes what is queued, and
     // waits for the socket, until done() holds, the conversation ends or
-    // the deadline passes (Errc::timed_out, nothing lost).
+    // the deadline passes (Errc::timed_out, nothing lost). It reads the
+    // clock once before each poll() and stamps what arrived with it.
     template <class Done>
     Result<Unit> drive(const detail::Deadline& deadline, const char* where, Done done) {
         if (!fd_.valid()) return fail(Errc::closed, 0, where);
         for (;;) {
             // Frames already received first: a reply often came with its ack.
             for (;;) {
-                if (done()) return conv_.wants_write() ? transmit() : Result<Unit>(Unit{});
+                if (done()) return conv_.wants_write() ? transmit(clock()) : Result<Unit>(Unit{});
                 auto e = conv_.next();
                 if (e == detail::Conversation::Event::none) break;
                 if (e == detail::Conversation::Event::failed) return lost(conv_.error());
                 if (e == detail::Conversation::Event::closed) return ended(where);
             }
-            tick();
+            const std::int64_t now = clock();
+            if (deadline.passed(now)) return fail(Errc::timed_out, 0, where);
+            std::int64_t due = conv_.due();
+            if (now >= due) {  // a heartbeat
+                std::size_t released = 0;
+                (void)conv_.fire(now, released);
+                due = conv_.due();
+            }
             if (conv_.wants_write()) {
-                auto t = transmit();
+                auto t = transmit(now);
                 if (!t) return t;
             }
             // Wait first, then read: a reply is rarely there already, and
             // this keeps a round trip at one poll() and one recv().
-            const std::int64_t due = conv_.due();
-            const std::int64_t now = detail::now_ms();
-            const std::int64_t cap = due == detail::never ? -1 : (due > now ? due - now : 0);
-            const int ev = detail::poll_one(fd_.get(), events(), deadline, cap);
-            if (ev < 0) return fail(Errc::io, errno, "poll");
-            if (ev == 0) {
-                if (deadline.passed()) return fail(Errc::timed_out, 0, where);
-                continue;  // a timer is due
+            struct pollfd p {};
+            p.fd = fd_.get();
+            p.events = events();
+            const int r = ::poll(&p, 1, deadline.poll_timeout(now, due == detail::never ? -1 : (due > now ? due - now : 0)));
+            if (r < 0) {
+                if (errno == EINTR) continue;  // what is left is recomputed from the deadline
+                return fail(Errc::io, errno, "poll");
             }
+            if (r == 0) continue;  // the deadline or a timer: checked above
+            const short ev = p.revents;
             if ((ev & POLLNVAL) != 0) return lost(Error{Errc::io, EBADF, "poll"});
             if ((ev & POLLOUT) != 0) {
-                auto t = transmit();
+                auto t = transmit(now);
                 if (!t) return t;
             }
             if ((ev & (POLLIN | POLLHUP | POLLERR)) != 0) {
                 std::size_t room = 0;
                 auto n = detail::receive(fd_.get(), conv_, room);
                 if (!n) return lost(n.error());
-                // 0 bytes: woken without data (spurious); poll again
+                unheard_ = unheard_ || n.value() != 0;  // 0 bytes: woken without data (spurious); poll again
             }
         }
     }
@@ -2107,12 +2227,13 @@ private:
     Name name_;
     Config config_;
     detail::Conversation conv_;
+    bool unheard_ = false;  // bytes arrived since the last clock()
     bool desynchronized_ = false;
     bool closed_ = false;
 };
 
 // ===========================================================================
-// 12. Server pieces: continuation, stop handle, signals
+// 12. Server pieces: continuation, stop handle, drop reasons, signals
 // ===========================================================================
 
 namespace detail {
@@ -2284,7 +2405,7 @@ enum class DropReason : unsigned char {
 
 namespace detail {
 
-// The signals the reference handles while it serves (PROTOCOL §4); only
+// The signals the reference handles while it serves (docs/protocol.md §4); only
 // touched when the user asks for them (Server::handle_signals).
 constexpr int stop_signals[6] = {SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP, SIGALRM};
 
@@ -2326,6 +2447,16 @@ private:
     struct sigaction old_[6] {};
     bool active_ = false;
 };
+
+}  // namespace detail
+
+// ===========================================================================
+// 13. detail: the server core — its connections, the poll set, the timer
+//     heap, accept, read, flush, shutdown. Non-template: the reducer is
+//     added on top by Server::Loop.
+// ===========================================================================
+
+namespace detail {
 
 struct ServerState {
     ServerState(Name n, std::string p, Config c, Milliseconds t) : name(std::move(n)), path(std::move(p)), config(std::move(c)), timeout(t) {}
@@ -2416,9 +2547,7 @@ public:
         }
     }
 
-    bool shutting_down() const noexcept { return shutting_down_; }
     bool finished() const noexcept { return shutting_down_ && (conns_.empty() || now_ >= shutdown_deadline_); }
-    std::size_t connections() const noexcept { return conns_.size(); }
 
     // Waits until something is ready or work is due. A signal ends the wait
     // early; the caller's loop then recomputes what is due.
@@ -2515,7 +2644,7 @@ public:
 
     void flush(Connection& c) {
         if (c.dead) return;
-        auto t = transmit(c.fd.get(), c.conv);
+        auto t = transmit(c.fd.get(), c.conv, now_);
         if (!t) {
             drop(c, DropReason::io_error, t.error());
             return;
@@ -2608,6 +2737,7 @@ private:
                 return;
             }
             if (n.value() == 0) break;
+            c.conv.heard(now_);
             decode(c, on_message);
             if (n.value() < room) break;
         }
@@ -2630,7 +2760,10 @@ private:
                     // with the response (docs/protocol.md §4 allows it).
                     Decoder::store(c.conv.frame(), scratch_);
                     if (s_.config.flush_ack_before_reducer) flush(c);
-                    if (!c.dead && c.conv.state() == Conversation::State::ready) on_message(c, scratch_);
+                    if (!c.dead && c.conv.state() == Conversation::State::ready) {
+                        on_message(c, scratch_);
+                        now_ = now_ms();  // the reducer may have taken long: what is written next is stamped now
+                    }
                     break;
                 case Conversation::Event::closed: return;  // flush() drops it once `close ok` is out
                 case Conversation::Event::started:
@@ -2775,7 +2908,7 @@ Continuation<Carry> call_reducer(R& reducer, const Message& m, Continuation<Carr
 }  // namespace detail
 
 // ===========================================================================
-// 13. Server — the reduce loop, and Ipc, the entry point.
+// 14. Server — the reduce loop, and its Loop for the user's event loop
 // ===========================================================================
 
 class Server {
@@ -2963,7 +3096,10 @@ Result<Carry> Server::serve(Carry carry, Reducer reducer) {
     return loop->finish();
 }
 
-// The entry point (the seed's Factory::build()).
+// ===========================================================================
+// 15. Ipc — the entry point (the seed's Factory::build())
+// ===========================================================================
+
 class Ipc {
 public:
     Ipc() : Ipc(Config{}) {}
@@ -3077,8 +3213,6 @@ public:
                     backoff = 1;
                 }
             } else {
-                struct pollfd none {};
-                (void)none;
                 ::poll(nullptr, 0, deadline.poll_timeout(cap));
             }
         }
@@ -3092,7 +3226,7 @@ public:
         struct sockaddr_un addr {};
         auto len = detail::unix_address(path, addr);
         if (!len) return fail(len.error());
-        // A live server keeps its name (PROTOCOL §5); serve() checks again when it binds.
+        // A live server keeps its name (docs/protocol.md §5); serve() checks again when it binds.
         if (detail::is_live(path, detail::Liveness::replace)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
         auto state = std::unique_ptr<detail::ServerState>(new detail::ServerState(name, std::move(path), config_, timeout));
         int fds[2];

@@ -191,7 +191,7 @@ inline std::string close_ok_frame() { return text_frame("innmind/ipc:connection.
 inline std::string heartbeat_frame() { return text_frame("innmind/ipc:heartbeat"); }
 inline std::string ack_frame() { return text_frame("innmind/ipc:message.received"); }
 
-// The connection start frame, as PROTOCOL's reference peers put it on the wire.
+// The connection start frame, as the reference's peers put it on the wire.
 constexpr const char* start_frame_hex =
     "000a746578742f706c61696e0000001c696e6e6d696e642f6970633a636f6e6e656374696f6e2e7374617274ce";
 

@@ -116,7 +116,7 @@ struct WrittenMediaType {
     std::string canonical;
 };
 
-// A random media type the reference accepts (PROTOCOL §2, "Media types"):
+// A random media type the reference accepts (docs/protocol.md §2, "Media types"):
 // any top level, a subtype of 1 to 127 characters, sometimes a +suffix,
 // zero to three parameters separated by ';' or ',' and at most one space,
 // values sometimes quoted.

@@ -25,7 +25,8 @@ void feed(Conversation& c, std::string_view bytes, std::int64_t now) {
     REQUIRE(room >= Conversation::min_room);
     REQUIRE(bytes.size() <= room);
     std::memcpy(p, bytes.data(), bytes.size());
-    c.received(bytes.size(), now);
+    c.received(bytes.size());
+    c.heard(now);
 }
 
 // Takes everything queued, as if the socket had taken it all at `now`.

@@ -1,4 +1,4 @@
-// Section 6: messages and the six protocol messages (PROTOCOL §3).
+// Section 6: messages and the six protocol messages (docs/protocol.md §3).
 #include "ipc.hpp"
 
 #include <doctest/doctest.h>

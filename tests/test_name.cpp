@@ -1,4 +1,4 @@
-// Section 6: process names (PROTOCOL §1: ^[a-zA-Z0-9_-]+$).
+// Section 6: process names (docs/protocol.md §1: ^[a-zA-Z0-9_-]+$).
 #include "ipc.hpp"
 
 #include <doctest/doctest.h>

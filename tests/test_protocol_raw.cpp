@@ -1,4 +1,4 @@
-// PROTOCOL §4 from the wire: raw bytes against our server, and a raw fake
+// docs/protocol.md §4 from the wire: raw bytes against our server, and a raw fake
 // server against our client (Process). Every frame is built and parsed by
 // net_support.hpp's own encoder, never by ipc.hpp's codec, and compared byte
 // for byte, so a mistake in the codec cannot cancel itself out.

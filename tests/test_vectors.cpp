@@ -39,7 +39,7 @@ constexpr std::size_t chunkings[] = {0, 1, 2, 3, 5, 7};
 // What ipc.hpp does with each decode vector the reference gave no message
 // for. The reference cannot wait for more bytes: on a short read it warns,
 // and when a length field is cut it throws a TypeError that takes the whole
-// server down (PROTOCOL §5). ipc.hpp waits for the rest of the frame instead
+// server down (docs/protocol.md §5). ipc.hpp waits for the rest of the frame instead
 // (need_more), and refuses only what can never become a valid frame.
 enum class Verdict { need_more, malformed_frame, invalid_media_type };
 

@@ -1,5 +1,5 @@
 // Torture tests (issue "Faults, bad input and hostile peers"): every
-// scenario forks real processes and checks what PROTOCOL.md §5 says the
+// scenario forks real processes and checks what docs/protocol.md §5 says the
 // reference (innmind/ipc 4.x) gets wrong:
 //   1. a peer that never reads is dropped with queue_full; others go on;
 //   2. a frame one byte per 10 ms, frames stopped midway, a peer that never
