@@ -191,8 +191,10 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -250,6 +252,7 @@ enum class Errc : unsigned char {
     invalid_argument,      // a setting or argument makes no sense
     desynchronized,        // a send() timed out: replies can no longer be paired with requests; reconnect
     inbox_full,            // the server sent more unread messages than Config::max_inbox_* allow
+    insecure_directory,    // the socket directory (or an ancestor) can be changed by others
 };
 
 inline const char* describe(Errc code) noexcept {
@@ -273,6 +276,7 @@ inline const char* describe(Errc code) noexcept {
         case Errc::invalid_argument: return "invalid argument";
         case Errc::desynchronized: return "connection desynchronized by an earlier timed-out send (reconnect)";
         case Errc::inbox_full: return "too many unread messages from the server";
+        case Errc::insecure_directory: return "socket directory can be changed by other users";
     }
     return "unknown error";
 }
@@ -1219,6 +1223,18 @@ struct Config {
     bool flush_ack_before_reducer = false;
     mode_t socket_mode = 0600;     // the server's socket file
     mode_t directory_mode = 0700;  // directories ipc.hpp creates
+    // A server refuses (Errc::insecure_directory) a socket directory, or an
+    // ancestor, that is not owned by its effective uid or root, or that
+    // others could write to (unless sticky, like /tmp): whoever can rename
+    // entries there can swap sockets. true: you know who shares it.
+    bool allow_shared_directory = false;
+    // Whose servers a client talks to: a socket file owned by, and a server
+    // process (SO_PEERCRED) running as, this uid. (uid_t)-1 (the default):
+    // our own effective uid or root.
+    uid_t expect_server_uid = static_cast<uid_t>(-1);
+    // Most connections a server keeps; one more is accepted, sent
+    // `connection close` and closed at once (DropReason::too_many_connections).
+    std::size_t max_connections = 4096;
 };
 
 // ===========================================================================
@@ -1440,7 +1456,89 @@ inline std::string default_directory() {
     return dir;
 }
 
-// mkdir -p with `mode` for the directories it creates.
+// ---- The socket directory (docs/filesystem.md) ---------------------------
+
+// `dir` as an absolute path without ".", "..", "//" or symlinks: the longest
+// prefix that exists goes through realpath(), the rest is normalised as
+// written. Every later bind, connect, listing and /proc/net/unix match uses
+// this one spelling, however the caller wrote it.
+inline std::string canonical_directory(const std::string& dir) {
+    std::string abs = dir;
+    if (abs.empty() || abs[0] != '/') {
+        char cwd[4096];
+        if (::getcwd(cwd, sizeof cwd) == nullptr) return dir;
+        abs = std::string(cwd) + "/" + abs;
+    }
+    // Lexical components, "." and empty ones dropped; ".." only once the
+    // prefix before it is resolved (it may go through a symlink).
+    std::vector<std::string> parts;
+    std::size_t i = 0;
+    while (i < abs.size()) {
+        while (i < abs.size() && abs[i] == '/') ++i;
+        std::size_t j = i;
+        while (j < abs.size() && abs[j] != '/') ++j;
+        if (j > i) parts.emplace_back(abs, i, j - i);
+        i = j;
+    }
+    std::string resolved = "/";
+    std::size_t k = 0;
+    for (; k < parts.size(); ++k) {
+        if (parts[k] == ".") continue;
+        std::string next = resolved;
+        if (parts[k] == "..") {
+            const std::size_t slash = next.rfind('/');
+            next = slash == 0 ? std::string("/") : next.substr(0, slash);
+        } else {
+            if (next.back() != '/') next += '/';
+            next += parts[k];
+        }
+        char real[PATH_MAX];
+        if (::realpath(next.c_str(), real) == nullptr) break;  // the rest does not exist (yet)
+        resolved = real;
+    }
+    for (; k < parts.size(); ++k) {
+        if (parts[k] == ".") continue;
+        if (parts[k] == "..") {
+            const std::size_t slash = resolved.rfind('/');
+            resolved = slash == 0 ? std::string("/") : resolved.substr(0, slash);
+            continue;
+        }
+        if (resolved.back() != '/') resolved += '/';
+        resolved += parts[k];
+    }
+    return resolved;
+}
+
+// Whether a directory can be trusted with our sockets: owned by us or root,
+// and nobody else may create, rename or delete entries in it (not writable
+// by others, nor by a group other than ours, unless it is sticky like /tmp).
+inline bool trusted_directory(const struct stat& st) noexcept {
+    if (!S_ISDIR(st.st_mode)) return false;
+    if (st.st_uid != ::geteuid() && st.st_uid != 0) return false;
+    if ((st.st_mode & S_ISVTX) != 0) return true;
+    if ((st.st_mode & S_IWOTH) != 0) return false;
+    return (st.st_mode & S_IWGRP) == 0 || st.st_gid == ::getegid();
+}
+
+// Checks a canonical directory and every ancestor: each must be a real
+// directory (no symlink) that trusted_directory() accepts. Then nobody else
+// can swap any component of the path under us.
+inline Result<Unit> check_directory(const std::string& dir) {
+    std::string part;
+    for (std::size_t i = 0; i <= dir.size(); ++i) {
+        if (i == dir.size() || (dir[i] == '/' && i > 0)) {
+            const std::string& at = part.empty() ? dir : part;
+            struct stat st {};
+            if (::lstat(at.c_str(), &st) != 0) return fail(Errc::directory, errno, "lstat");
+            if (!trusted_directory(st)) return fail(Errc::insecure_directory, EPERM, "directory or ancestor writable by others, or not ours");
+        }
+        if (i < dir.size()) part += dir[i];
+    }
+    return Unit{};
+}
+
+// mkdir -p with `mode` for the directories it creates (created with their
+// mode, never chmod()ed afterwards); each one is checked once it exists.
 inline Result<Unit> make_directories(const std::string& dir, mode_t mode) {
     if (dir.empty()) return fail(Errc::directory, ENOENT, "empty directory");
     std::string part;
@@ -1455,6 +1553,15 @@ inline Result<Unit> make_directories(const std::string& dir, mode_t mode) {
     if (::stat(dir.c_str(), &st) != 0) return fail(Errc::directory, errno, "stat");
     if (!S_ISDIR(st.st_mode)) return fail(Errc::directory, ENOTDIR, "not a directory");
     return Unit{};
+}
+
+// The directory as configured: created when missing, then checked unless
+// the user said it is shared on purpose.
+inline Result<Unit> prepare_directory(const std::string& dir, mode_t mode, bool allow_shared) {
+    auto made = make_directories(dir, mode);
+    if (!made) return made;
+    if (allow_shared) return Unit{};
+    return check_directory(dir);
 }
 
 inline std::string socket_path(const std::string& dir, const Name& name) {
@@ -1474,13 +1581,84 @@ inline Result<socklen_t> unix_address(const std::string& path, struct sockaddr_u
     return static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size() + 1);
 }
 
-inline bool is_socket_file(const std::string& path) noexcept {
+// Whether the uid may run the server we talk to: `expected`, or, when that
+// is (uid_t)-1 (the default), our own effective uid or root.
+inline bool expected_server_uid(uid_t uid, uid_t expected) noexcept {
+    if (expected != static_cast<uid_t>(-1)) return uid == expected;
+    return uid == ::geteuid() || uid == 0;
+}
+
+// A socket file (never a symlink) owned by a uid we may talk to.
+inline bool is_server_socket(const std::string& path, uid_t expected) noexcept {
     struct stat st {};
-    return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+    return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && expected_server_uid(st.st_uid, expected);
+}
+
+// ---- Who holds a name (docs/filesystem.md) --------------------------------
+//
+// A server holds NAME.lock (an open-file-description lock, or flock where
+// OFD locks do not exist) for its whole life: two listen() on one name are
+// serialised by it. The lock file is never removed (removing one re-opens
+// the race it closes). The socket is bound in a private directory
+// <dir>/.NAME.XXXXXX, given its mode there, and renamed into place, so
+// nothing ever follows a link or changes a file it did not create, and a
+// stale file is replaced atomically.
+
+inline std::string lock_path(const std::string& dir, const Name& name) {
+    std::string p = dir;
+    if (p.empty() || p.back() != '/') p += '/';
+    p += name.str();
+    p += ".lock";
+    return p;
+}
+
+// Takes the name's lock: the fd that holds it, or name_in_use.
+inline Result<Fd> take_name_lock(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return fail(errno == ELOOP ? Errc::insecure_directory : Errc::socket, errno, "open NAME.lock");
+    Fd owned(fd);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return fail(Errc::socket, errno, "fstat NAME.lock");
+    if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) return fail(Errc::insecure_directory, EPERM, "NAME.lock is not our regular file");
+#if defined(F_OFD_SETLK)
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return owned;
+    if (errno == EAGAIN || errno == EACCES) return fail(Errc::name_in_use, errno, "listen: another server holds the name");
+    if (errno != EINVAL) return fail(Errc::socket, errno, "lock NAME.lock");
+    // EINVAL: a kernel without OFD locks; flock() below.
+#endif
+    // A probe (name_lock_held) holds a shared flock for an instant: retry a little.
+    for (int i = 0; i < 50; ++i) {
+        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return owned;
+        if (errno != EWOULDBLOCK && errno != EINTR) return fail(Errc::socket, errno, "flock NAME.lock");
+        struct timespec ts {0, 1000000};
+        ::nanosleep(&ts, nullptr);
+    }
+    return fail(Errc::name_in_use, EWOULDBLOCK, "listen: another server holds the name");
+}
+
+// 1 when a server holds the name's lock, 0 when nobody does, -1 when it
+// cannot be told (no lock file, or not ours to open).
+inline int name_lock_held(const std::string& path) noexcept {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    Fd owned(fd);
+#if defined(F_OFD_GETLK)
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (::fcntl(fd, F_OFD_GETLK, &fl) == 0) return fl.l_type == F_UNLCK ? 0 : 1;
+    if (errno != EINVAL) return -1;
+#endif
+    if (::flock(fd, LOCK_SH | LOCK_NB) == 0) return 0;  // released when `owned` closes
+    return errno == EWOULDBLOCK ? 1 : -1;
 }
 
 // The paths of listening AF_UNIX sockets, from /proc/net/unix. false when
 // the file cannot be read (then callers probe by connecting).
+
 inline bool listening_paths(std::vector<std::string>& out) {
     out.clear();
 #if IPC_HPP_HAVE_PROC_NET_UNIX
@@ -1541,30 +1719,62 @@ inline int probe_by_connect(const std::string& path) {
     return 0;
 }
 
-// How sure a liveness check must be.
-enum class Liveness : unsigned char {
-    // Reporting (exist, processes): /proc/net/unix alone when it can be
-    // read, so a live server is never connected to (a connect-and-drop
-    // resets a PHP server's carried value).
-    report,
-    // Before replacing a file (listen): a socket file the kernel does not
-    // list as listening is also confirmed with a connect, because
-    // /proc/net/unix lists only this network namespace's sockets.
-    replace,
-};
+// Where a server binds before its socket is renamed into place:
+// <dir>/.NAME.XXXXXX/s (mkdtemp fills the X's). 5 bytes longer than
+// <dir>/NAME.sock, and it must fit sun_path too.
+inline std::string private_bind_dir(const std::string& dir, const Name& name) {
+    std::string p = dir;
+    if (p.empty() || p.back() != '/') p += '/';
+    p += '.';
+    p += name.str();
+    p += ".XXXXXX";
+    return p;
+}
 
-// Whether a live server listens at path.
-inline bool is_live(const std::string& path, Liveness how, const std::vector<std::string>* listening = nullptr) {
-    if (!is_socket_file(path)) return false;
-    std::vector<std::string> own;
-    if (listening == nullptr) {
-        if (listening_paths(own)) listening = &own;
+// Whether /proc/net/unix lists a listening socket of this name: bound at
+// <dir>/NAME.sock (a reference server), or at <dir>/.NAME.XXXXXX/s (ours:
+// the kernel keeps the path a socket was bound at).
+inline bool listed(const std::vector<std::string>& listening, const std::string& dir, const Name& name) {
+    const std::string path = socket_path(dir, name);
+    const std::string pattern = private_bind_dir(dir, name) + "/s";
+    const std::size_t stem = pattern.size() - 8;  // up to the X's
+    for (const auto& p : listening) {
+        if (p == path) return true;
+        if (p.size() == pattern.size() && p.compare(0, stem, pattern, 0, stem) == 0 && p.compare(p.size() - 2, 2, "/s") == 0)
+            return true;
     }
-    if (listening != nullptr) {
-        for (const auto& p : *listening) {
+    return false;
+}
+
+// Whether a live server has this name in the (canonical) directory. Its
+// socket file must be a socket (not a link) owned by an expected uid; then
+// the kernel's list of listening sockets says, or the name's lock; only
+// when neither can be read is the socket probed with a connect (which a
+// reference server would count as a client: docs/protocol.md §5).
+inline bool is_live(const std::string& dir, const Name& name, uid_t expected,
+                    const std::vector<std::string>* listening = nullptr) {
+    if (!is_server_socket(socket_path(dir, name), expected)) return false;
+    std::vector<std::string> own;
+    if (listening == nullptr && listening_paths(own)) listening = &own;
+    if (listening != nullptr && listed(*listening, dir, name)) return true;
+    const int held = name_lock_held(lock_path(dir, name));
+    if (held >= 0) return held == 1;
+    if (listening != nullptr) return false;
+    return probe_by_connect(socket_path(dir, name)) == 1;
+}
+
+// Before a server replaces a socket file: whether a server that takes no
+// lock (a reference PHP server, or ipc.hpp 0.1) listens on it. A file the
+// kernel does not list is confirmed with a connect, because /proc/net/unix
+// lists only this network namespace's sockets.
+inline bool lockless_server_at(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+    std::vector<std::string> listening;
+    if (listening_paths(listening)) {
+        for (const auto& p : listening) {
             if (p == path) return true;
         }
-        if (how == Liveness::report) return false;
     }
     return probe_by_connect(path) == 1;
 }
@@ -1634,7 +1844,11 @@ public:
     void received(std::size_t n) noexcept {
         decoder_.commit(n);
         fresh_ = true;
+        heard_anything_ = true;
     }
+    // Whether any byte ever arrived (a server that closes before sending
+    // anything refused the connection).
+    bool heard_anything() const noexcept { return heard_anything_; }
     // When bytes last arrived; the caller stamps it with its clock (the
     // client does so at its next clock reading, so it is never early).
     void heard(std::int64_t now) noexcept { last_in_ = now; }
@@ -1767,7 +1981,7 @@ private:
     // measured from the last arrival, can work (docs/protocol.md §4).
     std::int64_t heartbeat_due() const noexcept {
         const std::int64_t last = last_in_ > last_out_ ? last_in_ : last_out_;
-        return later(last, role_ == Role::server ? period_ + period_ / 2 : period_);
+        return later(last, role_ == Role::server ? later(period_, period_ / 2) : period_);
     }
     // An idle server connection holds buffers worth giving back (a small
     // write buffer, which heartbeats reuse, is kept).
@@ -1886,6 +2100,7 @@ private:
     Decoder decoder_;
     Decoder::Frame frame_;
     bool fresh_ = false;  // bytes arrived since the decoder last needed more
+    bool heard_anything_ = false;
     Buffer out_;
     std::size_t out_off_ = 0;
     Error error_{};
@@ -1950,10 +2165,16 @@ inline Result<Unit> transmit(int fd, Conversation& c, std::int64_t now) {
 
 class Process {
 public:
-    Process(Process&& o) noexcept = default;
+    Process(Process&& o) noexcept
+        : fd_(std::move(o.fd_)), name_(std::move(o.name_)), config_(std::move(o.config_)), conv_(std::move(o.conv_)),
+          unheard_(o.unheard_), desynchronized_(o.desynchronized_), closed_(o.closed_), moved_(o.moved_) {
+        o.moved_ = true;
+    }
     Process& operator=(Process&& o) noexcept {
         if (this != &o) {
             finish();
+            moved_ = o.moved_;
+            o.moved_ = true;
             fd_ = std::move(o.fd_);
             name_ = std::move(o.name_);
             config_ = std::move(o.config_);
@@ -2011,6 +2232,7 @@ public:
     // Same as wait(), into a message you keep: its buffers are reused, so a
     // steady request/response loop does not allocate.
     Result<Unit> wait_into(Message& m, Milliseconds timeout = Milliseconds::forever()) {
+        alive();
         if (desynchronized_) return desynchronized("wait");
         if (conv_.take(m)) return Unit{};
         if (closed_) return fail(Errc::closed, 0, "wait");
@@ -2062,11 +2284,15 @@ public:
         return transmit(now);
     }
     // The next application message received by step(), if there is one.
-    bool take(Message& out) { return !desynchronized_ && conv_.take(out); }
+    bool take(Message& out) {
+        alive();
+        return !desynchronized_ && conv_.take(out);
+    }
 
     // The close handshake: `connection close`, then `close ok` from the
     // server. What is queued before it (a posted message) goes out first.
     Result<Unit> close(Milliseconds timeout) {
+        alive();
         if (closed_) return Unit{};
         conv_.close();
         auto r = drive(detail::Deadline::after(timeout), "close", [] { return false; });
@@ -2106,11 +2332,16 @@ private:
     }
 
     Result<Unit> usable(const char* where) const {
+        alive();
         if (desynchronized_) return desynchronized(where);
         if (closed_) return fail(Errc::closed, 0, where);
         return Unit{};
     }
     static Result<Unit> desynchronized(const char* where) { return fail(Errc::desynchronized, 0, where); }
+    void alive() const noexcept {
+        IPC_HPP_CONFIG_ASSERT(!moved_, "use of a moved-from Process");
+        if (moved_) std::abort();
+    }
 
     // Handles the events of what was received. Errc::closed when the
     // conversation ended (its `close ok` is sent first, within
@@ -2220,7 +2451,7 @@ private:
         fd_.reset();
     }
     void finish() noexcept {
-        if (!closed_ && fd_.valid()) (void)close(config_.close_timeout);
+        if (!moved_ && !closed_ && fd_.valid()) (void)close(config_.close_timeout);
     }
 
     detail::Fd fd_;
@@ -2230,6 +2461,7 @@ private:
     bool unheard_ = false;  // bytes arrived since the last clock()
     bool desynchronized_ = false;
     bool closed_ = false;
+    bool moved_ = false;  // moved from: every call but the destructor asserts
 };
 
 // ===========================================================================
@@ -2247,6 +2479,7 @@ public:
     }
     Slot(Slot&& o) noexcept(std::is_nothrow_move_constructible<T>::value) : full_(false) {
         if (o.full_) emplace(std::move(o.value_));
+        o.reset();  // moved from: empty, so a second use is caught
     }
     Slot& operator=(Slot o) {
         reset();
@@ -2355,9 +2588,15 @@ private:
 
 namespace detail {
 // What a stop request needs; safe to touch from a signal handler.
+// Owned jointly by the Server and every StopHandle, with both ends of the
+// server's self-pipe: a handle that outlives its server still writes to
+// its own pipe, never to whatever file reused the fd number.
 struct StopState {
+    StopState(Fd r, Fd w) noexcept : wake_read(std::move(r)), wake_write_fd(std::move(w)), wake_write(wake_write_fd.get()) {}
+    Fd wake_read;
+    Fd wake_write_fd;
     std::atomic<bool> requested{false};
-    int wake_write = -1;  // the write end of the server's self-pipe
+    int wake_write = -1;  // wake_write_fd.get(), read by request()
     void request() noexcept {
         requested.store(true, std::memory_order_release);
         if (wake_write >= 0) {
@@ -2373,7 +2612,10 @@ struct StopState {
 
 // Stops a server from anywhere: another thread, a signal handler (the call
 // is async-signal-safe: an atomic store and a write()), before the loop
-// starts included. The stop is sticky. The Server must outlive the handle.
+// starts included. The stop is sticky. A handle shares what it writes to
+// with its Server, so using it after the Server is gone is harmless.
+// (Copying or destroying a handle is not async-signal-safe: make the copy
+// a signal handler uses beforehand.)
 class StopHandle {
 public:
     StopHandle() = default;
@@ -2385,8 +2627,8 @@ public:
 
 private:
     friend class Server;
-    explicit StopHandle(detail::StopState* s) noexcept : state_(s) {}
-    detail::StopState* state_ = nullptr;
+    explicit StopHandle(std::shared_ptr<detail::StopState> s) noexcept : state_(std::move(s)) {}
+    std::shared_ptr<detail::StopState> state_;
 };
 
 // Why the server dropped a connection (for Server::on_drop).
@@ -2400,6 +2642,7 @@ enum class DropReason : unsigned char {
     refused,            // the peer's credentials were refused
     shutdown,           // the server stopped and the peer did not answer
     handshake_timeout,  // no `start ok` within Config::handshake_timeout
+    too_many_connections,  // Config::max_connections were already open
 };
 
 
@@ -2459,18 +2702,53 @@ private:
 namespace detail {
 
 struct ServerState {
-    ServerState(Name n, std::string p, Config c, Milliseconds t) : name(std::move(n)), path(std::move(p)), config(std::move(c)), timeout(t) {}
+    ServerState(Name n, std::string p, Config c, Milliseconds t, std::shared_ptr<StopState> st)
+        : name(std::move(n)), path(std::move(p)), config(std::move(c)), timeout(t), stop_state(std::move(st)), stop(*stop_state) {}
     Name name;
     std::string path;
     Config config;
     Milliseconds timeout;
-    StopState stop;
-    Fd wake_read;
-    Fd wake_write;
+    std::shared_ptr<StopState> stop_state;
+    StopState& stop;  // *stop_state
     bool handle_signals = false;
     std::vector<uid_t> allowed_uids;  // empty: anyone who can open the socket file
     void (*on_drop)(void*, const Peer&, DropReason, const Error&) = nullptr;
     void* on_drop_user = nullptr;
+};
+
+// The private directory a server binds in (ServerCore::open): removed, with
+// the socket in it if it is still there, when this goes out of scope.
+struct PrivateDir {
+    PrivateDir(const std::string& dir, const std::string& path)
+        : parent(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+          fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)),
+          path_(path),
+          leaf_(path.substr(path.rfind('/') + 1)) {
+        struct stat st {};
+        // mkdtemp made it 0700 and ours; anything else means it was swapped.
+        if (fd.valid() && (::fstat(fd.get(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+                           (st.st_mode & 077) != 0)) {
+            fd.reset();
+            errno = EPERM;
+        }
+    }
+    PrivateDir(const PrivateDir&) = delete;
+    PrivateDir& operator=(const PrivateDir&) = delete;
+    ~PrivateDir() {
+        if (fd.valid() && bound) (void)::unlinkat(fd.get(), "s", 0);
+        // Only an empty directory goes: if it is not ours any more, it stays.
+        if (parent.valid() && fd.valid()) (void)::unlinkat(parent.get(), leaf_.c_str(), AT_REMOVEDIR);
+    }
+    bool opened() const noexcept { return parent.valid() && fd.valid(); }
+    std::string bind_path() const { return path_ + "/s"; }
+
+    Fd parent;
+    Fd fd;
+    bool bound = false;  // "s" was created in it and not renamed away
+
+private:
+    std::string path_;
+    std::string leaf_;
 };
 
 // A server's connection: its socket, its conversation, and where it sits in
@@ -2493,40 +2771,52 @@ public:
     ServerCore& operator=(const ServerCore&) = delete;
     ~ServerCore() { close(); }
 
-    // Binds and listens, replacing a stale socket file, refusing a live one.
+    // Takes the name and listens (docs/filesystem.md): checks the
+    // directory, takes NAME.lock, refuses a lockless live server on the
+    // path, binds in a private directory, sets the mode there, listens, and
+    // renames the socket into place (replacing a stale file atomically).
+    // Never follows a link, never changes or removes a file it did not create.
     Result<Unit> open() {
-        std::string dir = s_.path.substr(0, s_.path.rfind('/'));
-        auto d = make_directories(dir.empty() ? std::string("/") : dir, s_.config.directory_mode);
+        const std::string& dir = s_.config.directory;
+        auto d = prepare_directory(dir, s_.config.directory_mode, s_.config.allow_shared_directory);
         if (!d) return d;
-        struct sockaddr_un addr {};
-        auto len = unix_address(s_.path, addr);
-        if (!len) return fail(len.error());
+        auto lock = take_name_lock(lock_path(dir, s_.name));
+        if (!lock) return fail(lock.error());
         struct stat st {};
         if (::lstat(s_.path.c_str(), &st) == 0) {
             if (!S_ISSOCK(st.st_mode)) return fail(Errc::name_in_use, EEXIST, "listen: path exists and is not a socket");
-            if (is_live(s_.path, Liveness::replace)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
-            if (::unlink(s_.path.c_str()) != 0 && errno != ENOENT) return fail(Errc::socket, errno, "unlink stale socket");
+            if (lockless_server_at(s_.path)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
         }
+        struct sockaddr_un addr {};
+        auto final_len = unix_address(s_.path, addr);
+        if (!final_len) return fail(final_len.error());
+        std::string priv = private_bind_dir(dir, s_.name);
+        if (::mkdtemp(&priv[0]) == nullptr) return fail(Errc::directory, errno, "mkdtemp");
+        // From here on, only what this call created is removed on failure.
+        PrivateDir scratch(dir, priv);
+        if (!scratch.opened()) return fail(Errc::directory, errno, "open private directory");
+        // <dir>/.NAME.XXXXXX/s is 5 bytes longer than <dir>/NAME.sock; when
+        // only the latter fits sun_path, bind through the directory's fd.
+        auto len = unix_address(scratch.bind_path(), addr);
+        if (!len) len = unix_address("/proc/self/fd/" + std::to_string(scratch.fd.get()) + "/s", addr);
+        if (!len) return fail(len.error());
         auto sock = stream_socket();
         if (!sock) return fail(sock.error());
         if (::bind(sock->get(), reinterpret_cast<const struct sockaddr*>(&addr), len.value()) != 0) {
-            int err = errno;
-            if (err == EADDRINUSE) return fail(Errc::name_in_use, err, "bind");
-            return fail(Errc::socket, err, "bind");
+            return fail(errno == ENOENT ? Errc::path_too_long : Errc::socket, errno, "bind");
         }
-        // Nobody can connect before listen(), so the mode is set in time.
-        if (::chmod(s_.path.c_str(), s_.config.socket_mode) != 0 || ::lstat(s_.path.c_str(), &st) != 0) {
-            int err = errno;
-            ::unlink(s_.path.c_str());
-            return fail(Errc::socket, err, "chmod");
-        }
-        if (::listen(sock->get(), SOMAXCONN) != 0) {
-            int err = errno;
-            ::unlink(s_.path.c_str());
-            return fail(Errc::socket, err, "listen");
-        }
+        scratch.bound = true;
+        // Inside a 0700 directory of ours: "s" is the socket just bound.
+        if (::fchmodat(scratch.fd.get(), "s", s_.config.socket_mode, 0) != 0) return fail(Errc::socket, errno, "chmod");
+        if (::fstatat(scratch.fd.get(), "s", &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISSOCK(st.st_mode))
+            return fail(Errc::socket, errno != 0 ? errno : EINVAL, "fstatat");
+        if (::listen(sock->get(), SOMAXCONN) != 0) return fail(Errc::socket, errno, "listen");
+        if (::renameat(scratch.fd.get(), "s", scratch.parent.get(), (s_.name.str() + ".sock").c_str()) != 0)
+            return fail(Errc::socket, errno, "rename into place");
+        scratch.bound = false;  // moved out: nothing of it is left to remove but the directory
         listener_ = std::move(sock).value();
-        pfds_.assign({pollfd{s_.wake_read.get(), POLLIN, 0}, pollfd{listener_.get(), POLLIN, 0}});
+        lock_ = std::move(lock).value();
+        pfds_.assign({pollfd{s_.stop.wake_read.get(), POLLIN, 0}, pollfd{listener_.get(), POLLIN, 0}});
         dev_ = st.st_dev;
         ino_ = st.st_ino;
         now_ = now_ms();
@@ -2535,7 +2825,9 @@ public:
     }
 
     // Drops every connection, closes the socket and removes its file when
-    // the file is still ours (never a successor's).
+    // the file is still ours (never a successor's), then lets the name go.
+    // The check and the unlink are two steps: in a directory that passed
+    // check_directory() nobody else can put a file between them.
     void close() noexcept {
         conns_.clear();  // closes their fds
         timers_.clear();
@@ -2545,6 +2837,7 @@ public:
             struct stat st {};
             if (::lstat(s_.path.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) ::unlink(s_.path.c_str());
         }
+        lock_.reset();
     }
 
     bool finished() const noexcept { return shutting_down_ && (conns_.empty() || now_ >= shutdown_deadline_); }
@@ -2591,7 +2884,7 @@ public:
     void process(H&& on_message) {
         if ((pfds_[0].revents & POLLIN) != 0) {
             char drain[64];
-            while (::read(s_.wake_read.get(), drain, sizeof drain) > 0) {
+            while (::read(s_.stop.wake_read.get(), drain, sizeof drain) > 0) {
             }
         }
         if (s_.stop.requested.load(std::memory_order_acquire) && !shutting_down_) begin_shutdown();
@@ -2710,6 +3003,13 @@ private:
                     report(peer, DropReason::refused, Error{Errc::permission_denied, EACCES, "peer uid"});
                     continue;  // closed by `owned`, before any byte is sent
                 }
+            }
+            if (conns_.size() - dead_ >= s_.config.max_connections) {
+                // Full: told so (`connection close`, best effort) and closed.
+                const ProtocolFrame& f = protocol_frames[static_cast<unsigned char>(Protocol::connection_close)];
+                (void)send_some(fd, f.bytes, f.size);
+                report(peer, DropReason::too_many_connections, Error{Errc::io, EMFILE, "Config::max_connections"});
+                continue;
             }
             last_activity_ = now_;
             // The conversation queues `connection start` itself.
@@ -2879,6 +3179,7 @@ private:
 
     ServerState& s_;
     Fd listener_;
+    Fd lock_;  // holds NAME.lock while serving
     dev_t dev_ = 0;
     ino_t ino_ = 0;
     std::vector<std::unique_ptr<Connection>> conns_;
@@ -2918,32 +3219,32 @@ public:
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    const Name& name() const noexcept { return s_->name; }
-    const std::string& path() const noexcept { return s_->path; }
+    const Name& name() const noexcept { return state()->name; }
+    const std::string& path() const noexcept { return state()->path; }
 
     // A handle that stops this server from a signal handler or another thread.
-    StopHandle stop_handle() const noexcept { return StopHandle(&s_->stop); }
-    void stop() noexcept { s_->stop.request(); }
+    StopHandle stop_handle() const noexcept { return StopHandle(state()->stop_state); }
+    void stop() noexcept { state()->stop.request(); }
 
     // Opt-in: while serve() runs, SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP
     // and SIGALRM stop the server gracefully (the reference's behaviour);
     // the previous handlers are restored when serve() returns. Only one
     // server per process may use this at a time.
     Server& handle_signals(bool on = true) noexcept {
-        s_->handle_signals = on;
+        state()->handle_signals = on;
         return *this;
     }
     // Only peers with one of these uids may connect (checked with
     // SO_PEERCRED before the handshake). Empty: whoever can open the file.
     Server& allow_uids(std::vector<uid_t> uids) {
-        s_->allowed_uids = std::move(uids);
+        state()->allowed_uids = std::move(uids);
         return *this;
     }
     // Told each time a connection is dropped, with the reason. Called on the
     // serving thread; the library itself never prints.
     Server& on_drop(void (*f)(void* user, const Peer&, DropReason, const Error&), void* user = nullptr) noexcept {
-        s_->on_drop = f;
-        s_->on_drop_user = user;
+        state()->on_drop = f;
+        state()->on_drop_user = user;
         return *this;
     }
 
@@ -2968,14 +3269,35 @@ public:
 private:
     friend class Ipc;
     explicit Server(std::unique_ptr<detail::ServerState> s) : s_(std::move(s)) {}
+    detail::ServerState* state() const noexcept {
+        IPC_HPP_CONFIG_ASSERT(s_ != nullptr, "use of a moved-from Server");
+        if (s_ == nullptr) std::abort();
+        return s_.get();
+    }
     std::unique_ptr<detail::ServerState> s_;
 };
 
 template <class Carry, class Reducer>
 class Server::Loop {
 public:
-    Loop(Loop&&) noexcept = default;
-    Loop& operator=(Loop&&) noexcept = default;
+    Loop(Loop&& o) noexcept
+        : core_(std::move(o.core_)), signals_(std::move(o.signals_)), target_(std::move(o.target_)),
+          carry_(std::move(o.carry_)), reducer_(std::move(o.reducer_)), moved_(o.moved_) {
+        o.moved_ = true;
+    }
+    Loop& operator=(Loop&& o) noexcept {
+        if (this != &o) {
+            close();
+            core_ = std::move(o.core_);
+            signals_ = std::move(o.signals_);
+            target_ = std::move(o.target_);
+            carry_ = std::move(o.carry_);
+            reducer_ = std::move(o.reducer_);
+            moved_ = o.moved_;
+            o.moved_ = true;
+        }
+        return *this;
+    }
     Loop(const Loop&) = delete;
     Loop& operator=(const Loop&) = delete;
     ~Loop() { close(); }
@@ -2984,6 +3306,7 @@ public:
     // poll() does), and in timeout_ms when the loop needs to run again even
     // if nothing is ready. Valid until the next call.
     const std::vector<struct pollfd>& interest(int& timeout_ms) {
+        usable();
         if (!core_) {
             timeout_ms = 0;
             return none_;
@@ -2993,6 +3316,7 @@ public:
     // Does the ready work: pass what interest() gave, with revents filled,
     // in the same order. Never blocks.
     void step(const struct pollfd* fds, std::size_t n) {
+        usable();
         if (!core_) return;
         core_->absorb(fds, n);
         run();
@@ -3000,21 +3324,29 @@ public:
     void step(const std::vector<struct pollfd>& fds) { step(fds.data(), fds.size()); }
     // Polls by itself (at most until the next due work), then does the work.
     void step() {
+        usable();
         if (!core_) return;
         core_->wait();
         run();
     }
-    bool finished() const noexcept { return !core_ || core_->finished(); }
+    bool finished() const noexcept {
+        usable();
+        return !core_ || core_->finished();
+    }
     // Stops gracefully (like the stop handle); keep stepping until finished().
     void stop() noexcept {
+        usable();
         if (core_) core_->begin_shutdown();
     }
     // Closes everything (at once, if not finished) and gives the carry.
     Result<Carry> finish() {
+        usable();
         close();
         IPC_HPP_CONFIG_ASSERT(carry_.full(), "Server::Loop::finish() called twice");
         if (!carry_.full()) std::abort();
-        return Result<Carry>(std::move(carry_.get()));
+        Result<Carry> out(std::move(carry_.get()));
+        carry_.reset();
+        return out;
     }
 
 private:
@@ -3027,6 +3359,10 @@ private:
         : core_(std::move(core)), target_(new Target()), reducer_(std::move(reducer)) {
         carry_.emplace(std::move(carry));
         target_->core = core_.get();
+    }
+    void usable() const noexcept {
+        IPC_HPP_CONFIG_ASSERT(!moved_, "use of a moved-from Server::Loop");
+        if (moved_) std::abort();
     }
     void close() noexcept {
         if (core_) {
@@ -3068,22 +3404,23 @@ private:
     std::unique_ptr<Target> target_;
     detail::Slot<Carry> carry_;
     Reducer reducer_;
+    bool moved_ = false;
     std::vector<struct pollfd> none_;  // the interest of a finished loop
 };
 
 template <class Carry, class Reducer>
 Result<Server::Loop<Carry, Reducer>> Server::start(Carry carry, Reducer reducer) {
     using L = Loop<Carry, Reducer>;
-    if (s_->stop.requested.load(std::memory_order_acquire)) {
+    if (state()->stop.requested.load(std::memory_order_acquire)) {
         return Result<L>(L(nullptr, std::move(carry), std::move(reducer)));  // sticky stop: already finished
     }
-    auto core = std::unique_ptr<detail::ServerCore>(new detail::ServerCore(*s_));
+    auto core = std::unique_ptr<detail::ServerCore>(new detail::ServerCore(*state()));
     auto opened = core->open();
     if (!opened) return fail(opened.error());
     L loop(std::move(core), std::move(carry), std::move(reducer));
-    if (s_->handle_signals) {
+    if (state()->handle_signals) {
         loop.signals_.reset(new detail::SignalGuard());
-        loop.signals_->install(&s_->stop);
+        loop.signals_->install(&state()->stop);
     }
     return Result<L>(std::move(loop));
 }
@@ -3103,17 +3440,19 @@ Result<Carry> Server::serve(Carry carry, Reducer reducer) {
 class Ipc {
 public:
     Ipc() : Ipc(Config{}) {}
+    // The directory is resolved once, here, to its canonical form
+    // (docs/filesystem.md): every later bind, connect and listing uses it.
     explicit Ipc(Config config) : config_(std::move(config)) {
         if (config_.directory.empty()) config_.directory = detail::default_directory();
-        while (config_.directory.size() > 1 && config_.directory.back() == '/') config_.directory.pop_back();
+        config_.directory = detail::canonical_directory(config_.directory);
     }
 
     const Config& config() const noexcept { return config_; }
     const std::string& directory() const noexcept { return config_.directory; }
     std::string path_of(const Name& name) const { return detail::socket_path(config_.directory, name); }
 
-    // The names of live servers in the directory (stale socket files are
-    // not reported), sorted.
+    // The names of live servers in the directory (stale socket files, and
+    // sockets not owned by an expected uid, are not reported), sorted.
     Result<std::vector<Name>> processes() const {
         std::vector<Name> names;
         DIR* d = ::opendir(config_.directory.c_str());
@@ -3122,13 +3461,13 @@ public:
             return fail(Errc::directory, errno, "opendir");
         }
         std::vector<std::string> listening;
-        bool have_list = detail::listening_paths(listening);
+        const bool have_list = detail::listening_paths(listening);
         while (struct dirent* e = ::readdir(d)) {
             std::string_view file(e->d_name);
             if (file.size() <= 5 || file.substr(file.size() - 5) != ".sock") continue;
             auto name = Name::parse(file.substr(0, file.size() - 5));
             if (!name) continue;
-            if (detail::is_live(path_of(*name), detail::Liveness::report, have_list ? &listening : nullptr)) {
+            if (detail::is_live(config_.directory, *name, config_.expect_server_uid, have_list ? &listening : nullptr)) {
                 names.push_back(std::move(name).value());
             }
         }
@@ -3140,9 +3479,13 @@ public:
     }
 
     // Whether a live server has this name.
-    bool exist(const Name& name) const { return detail::is_live(path_of(name), detail::Liveness::report); }
+    bool exist(const Name& name) const { return detail::is_live(config_.directory, name, config_.expect_server_uid); }
 
-    // Connects now and completes the handshake.
+    // Connects now and completes the handshake. The socket file must be a
+    // socket (not a link) owned by an expected uid, and so must the process
+    // that accepts (SO_PEERCRED), else Errc::permission_denied: a client
+    // never talks to an impostor. A server that closes before `connection
+    // start` refused us (Server::allow_uids): permission_denied too.
     Result<Process> get(const Name& name) const { return get(name, config_.handshake_timeout); }
     Result<Process> get(const Name& name, Milliseconds timeout) const {
         auto deadline = detail::Deadline::after(timeout);
@@ -3150,6 +3493,10 @@ public:
         struct sockaddr_un addr {};
         auto len = detail::unix_address(path, addr);
         if (!len) return fail(len.error());
+        struct stat st {};
+        if (::lstat(path.c_str(), &st) != 0) return fail(Errc::not_found, errno, "connect");
+        if (!S_ISSOCK(st.st_mode) || !detail::expected_server_uid(st.st_uid, config_.expect_server_uid))
+            return fail(Errc::permission_denied, EPERM, "NAME.sock is not a socket owned by the server's uid");
         auto sock = detail::stream_socket();
         if (!sock) return fail(sock.error());
         for (;;) {
@@ -3167,17 +3514,31 @@ public:
             }
             return fail(Errc::socket, err, "connect");
         }
+#if IPC_HPP_HAVE_SO_PEERCRED
+        {
+            struct ucred cred {};
+            socklen_t cl = sizeof cred;
+            if (::getsockopt(sock->get(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0)
+                return fail(Errc::socket, errno, "SO_PEERCRED");
+            if (!detail::expected_server_uid(cred.uid, config_.expect_server_uid))
+                return fail(Errc::permission_denied, EPERM, "the server runs as an unexpected uid");
+        }
+#endif
         Process p(std::move(sock).value(), name, config_);
         auto h = p.handshake(deadline);
         if (!h) {
+            const bool refused = h.error() == Errc::closed_by_peer && h.error().sys_errno == 0 && !p.conv_.heard_anything();
             p.cut();
+            if (refused) return fail(Errc::permission_denied, EACCES, "the server closed before connection start (allow_uids)");
             return fail(h.error());
         }
         return Result<Process>(std::move(p));
     }
 
     // Waits until a server with this name exists, then get()s it. Watches
-    // the directory (inotify where available) rather than polling.
+    // the directory (inotify where available) rather than polling; a
+    // socket file that refuses (a crashed server's) is retried on a slow,
+    // bounded schedule (250 ms), or at once when the directory changes.
     Result<Process> wait(const Name& name, Milliseconds timeout = Milliseconds::forever()) const {
         auto deadline = detail::Deadline::after(timeout);
         auto dir = detail::make_directories(config_.directory, config_.directory_mode);
@@ -3192,25 +3553,21 @@ public:
             }
         }
 #endif
-        std::int64_t backoff = 1;
         for (;;) {
             auto p = get(name, deadline.is_never() ? config_.handshake_timeout : Milliseconds(deadline.poll_timeout()));
             if (p) return p;
-            Errc c = p.error().code;
+            const Errc c = p.error().code;
             if (c != Errc::not_found && c != Errc::connection_refused && c != Errc::closed_by_peer && c != Errc::closed) return p;
             if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
-            // A file that exists but refuses is a server between bind() and
-            // listen(), or a stale file: retry soon, backing off.
-            bool file = detail::is_socket_file(path_of(name));
-            std::int64_t cap = (watch.valid() && !file) ? 1000 : backoff;
-            if (file || !watch.valid()) backoff = backoff < 16 ? backoff * 2 : 16;
+            // Nothing there: sleep until the directory changes (1 s at most,
+            // in case an event was missed). A file that refuses: 250 ms.
+            // Without inotify: 25 ms.
+            const std::int64_t cap = !watch.valid() ? 25 : (c == Errc::not_found ? 1000 : 250);
             if (watch.valid()) {
-                int ev = detail::poll_one(watch.get(), POLLIN, deadline, cap);
-                if (ev > 0) {
+                if (detail::poll_one(watch.get(), POLLIN, deadline, cap) > 0) {
                     char buf[4096];
                     while (::read(watch.get(), buf, sizeof buf) > 0) {
                     }
-                    backoff = 1;
                 }
             } else {
                 ::poll(nullptr, 0, deadline.poll_timeout(cap));
@@ -3226,15 +3583,14 @@ public:
         struct sockaddr_un addr {};
         auto len = detail::unix_address(path, addr);
         if (!len) return fail(len.error());
-        // A live server keeps its name (docs/protocol.md §5); serve() checks again when it binds.
-        if (detail::is_live(path, detail::Liveness::replace)) return fail(Errc::name_in_use, EADDRINUSE, "listen");
-        auto state = std::unique_ptr<detail::ServerState>(new detail::ServerState(name, std::move(path), config_, timeout));
+        // A live server keeps its name (docs/protocol.md §5); serve() checks again, under the name's lock.
+        if (detail::is_live(config_.directory, name, static_cast<uid_t>(-1))) return fail(Errc::name_in_use, EADDRINUSE, "listen");
         int fds[2];
         if (::pipe(fds) != 0) return fail(Errc::socket, errno, "pipe");
-        state->wake_read = detail::Fd(fds[0]);
-        state->wake_write = detail::Fd(fds[1]);
+        detail::Fd wake_read(fds[0]), wake_write(fds[1]);
         if (!detail::set_nonblock_cloexec(fds[0]) || !detail::set_nonblock_cloexec(fds[1])) return fail(Errc::socket, errno, "fcntl");
-        state->stop.wake_write = fds[1];
+        auto stop = std::make_shared<detail::StopState>(std::move(wake_read), std::move(wake_write));
+        auto state = std::unique_ptr<detail::ServerState>(new detail::ServerState(name, std::move(path), config_, timeout, std::move(stop)));
         return Result<Server>(Server(std::move(state)));
     }
 
