@@ -904,6 +904,12 @@ public:
         if (cap_ - size_ < n) grow(size_ + n);
         return data_ + size_;
     }
+    // The same, or nullptr (nothing changed) when the memory is not there:
+    // for room a peer asks for, so one peer cannot abort a server.
+    char* try_reserve_tail(std::size_t n) noexcept {
+        if (cap_ - size_ < n && !try_grow(size_ + n)) return nullptr;
+        return data_ + size_;
+    }
     void commit(std::size_t n) noexcept { size_ += n; }
     void append(const void* p, std::size_t n) {
         if (n == 0) return;
@@ -939,15 +945,19 @@ public:
 
 private:
     void grow(std::size_t need) {
-        std::size_t cap = cap_ < 256 ? 256 : cap_;
-        while (cap < need) cap = cap > (SIZE_MAX / 2) ? need : cap * 2;
-        char* p = static_cast<char*>(std::realloc(data_, cap));
-        if (p == nullptr) {
+        if (!try_grow(need)) {
             IPC_HPP_CONFIG_ASSERT(false, "out of memory");
             std::abort();
         }
+    }
+    bool try_grow(std::size_t need) noexcept {
+        std::size_t cap = cap_ < 256 ? 256 : cap_;
+        while (cap < need) cap = cap > (SIZE_MAX / 2) ? need : cap * 2;
+        char* p = static_cast<char*>(std::realloc(data_, cap));
+        if (p == nullptr) return false;
         data_ = p;
         cap_ = cap;
+        return true;
     }
 
     char* data_ = nullptr;
@@ -1032,6 +1042,11 @@ public:
     char* prepare(std::size_t n) {
         compact();
         return buf_.reserve_tail(n);
+    }
+    // The same, or nullptr when the memory is not there.
+    char* try_prepare(std::size_t n) noexcept {
+        compact();
+        return buf_.try_reserve_tail(n);
     }
     void commit(std::size_t n) noexcept { buf_.commit(n); }
 
@@ -1612,9 +1627,15 @@ inline std::string lock_path(const std::string& dir, const Name& name) {
     return p;
 }
 
-// Takes the name's lock: the fd that holds it, or name_in_use.
-inline Result<Fd> take_name_lock(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+// Takes the name's lock: the fd that holds it, or name_in_use. The file
+// is readable by whoever may connect (`socket_mode`), so that they can tell
+// a live server; it is emptied at once, and holds the socket's device and
+// inode once the socket is in place (publish_socket).
+inline Result<Fd> take_name_lock(const std::string& path, mode_t socket_mode) {
+    mode_t mode = S_IRUSR | S_IWUSR;
+    if ((socket_mode & (S_IRGRP | S_IWGRP)) != 0) mode |= S_IRGRP;
+    if ((socket_mode & (S_IROTH | S_IWOTH)) != 0) mode |= S_IROTH;
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) return fail(errno == ELOOP ? Errc::insecure_directory : Errc::socket, errno, "open NAME.lock");
     Fd owned(fd);
     struct stat st {};
@@ -1624,14 +1645,14 @@ inline Result<Fd> take_name_lock(const std::string& path) {
     struct flock fl {};
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
-    if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return owned;
+    if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return ::ftruncate(fd, 0) == 0 ? Result<Fd>(std::move(owned)) : fail(Errc::socket, errno, "ftruncate NAME.lock");
     if (errno == EAGAIN || errno == EACCES) return fail(Errc::name_in_use, errno, "listen: another server holds the name");
     if (errno != EINVAL) return fail(Errc::socket, errno, "lock NAME.lock");
     // EINVAL: a kernel without OFD locks; flock() below.
 #endif
     // A probe (name_lock_held) holds a shared flock for an instant: retry a little.
     for (int i = 0; i < 50; ++i) {
-        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return owned;
+        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return ::ftruncate(fd, 0) == 0 ? Result<Fd>(std::move(owned)) : fail(Errc::socket, errno, "ftruncate NAME.lock");
         if (errno != EWOULDBLOCK && errno != EINTR) return fail(Errc::socket, errno, "flock NAME.lock");
         struct timespec ts {0, 1000000};
         ::nanosleep(&ts, nullptr);
@@ -1639,21 +1660,44 @@ inline Result<Fd> take_name_lock(const std::string& path) {
     return fail(Errc::name_in_use, EWOULDBLOCK, "listen: another server holds the name");
 }
 
-// 1 when a server holds the name's lock, 0 when nobody does, -1 when it
-// cannot be told (no lock file, or not ours to open).
-inline int name_lock_held(const std::string& path) noexcept {
+// Records, in the lock file, which socket file is the server's: written
+// once the socket is in place, so an observer never takes a stale file for
+// a starting server's.
+inline void publish_socket(int lock_fd, const struct stat& st) noexcept {
+    char text[64];
+    const int n = std::snprintf(text, sizeof text, "%llu %llu\n", static_cast<unsigned long long>(st.st_dev),
+                                static_cast<unsigned long long>(st.st_ino));
+    if (n > 0) (void)::pwrite(lock_fd, text, static_cast<std::size_t>(n), 0);
+}
+
+// 1 when a server holds the name's lock and its socket is the file at
+// `socket`, 0 when not, -1 when it cannot be told (no lock file, or not
+// ours to read).
+inline int name_lock_held(const std::string& path, const std::string& socket) noexcept {
     const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -1;
     Fd owned(fd);
+    int held = -1;
 #if defined(F_OFD_GETLK)
     struct flock fl {};
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
-    if (::fcntl(fd, F_OFD_GETLK, &fl) == 0) return fl.l_type == F_UNLCK ? 0 : 1;
-    if (errno != EINVAL) return -1;
+    if (::fcntl(fd, F_OFD_GETLK, &fl) == 0) held = fl.l_type == F_UNLCK ? 0 : 1;
+    else if (errno != EINVAL) return -1;
 #endif
-    if (::flock(fd, LOCK_SH | LOCK_NB) == 0) return 0;  // released when `owned` closes
-    return errno == EWOULDBLOCK ? 1 : -1;
+    if (held < 0) {
+        if (::flock(fd, LOCK_SH | LOCK_NB) == 0) return 0;  // released when `owned` closes
+        if (errno != EWOULDBLOCK) return -1;
+        held = 1;
+    }
+    if (held == 0) return 0;
+    char text[64] = {};
+    const ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+    struct stat st {};
+    if (n <= 0 || ::lstat(socket.c_str(), &st) != 0) return 0;  // starting: not in place yet
+    unsigned long long dev = 0, ino = 0;
+    if (std::sscanf(text, "%llu %llu", &dev, &ino) != 2) return 0;
+    return dev == static_cast<unsigned long long>(st.st_dev) && ino == static_cast<unsigned long long>(st.st_ino) ? 1 : 0;
 }
 
 // The paths of listening AF_UNIX sockets, from /proc/net/unix. false when
@@ -1731,36 +1775,32 @@ inline std::string private_bind_dir(const std::string& dir, const Name& name) {
     return p;
 }
 
-// Whether /proc/net/unix lists a listening socket of this name: bound at
-// <dir>/NAME.sock (a reference server), or at <dir>/.NAME.XXXXXX/s (ours:
-// the kernel keeps the path a socket was bound at).
-inline bool listed(const std::vector<std::string>& listening, const std::string& dir, const Name& name) {
-    const std::string path = socket_path(dir, name);
-    const std::string pattern = private_bind_dir(dir, name) + "/s";
-    const std::size_t stem = pattern.size() - 8;  // up to the X's
+// Whether /proc/net/unix lists a listening socket bound at this path (a
+// reference server; ours are bound elsewhere first, see above).
+inline bool listed(const std::vector<std::string>& listening, const std::string& path) {
     for (const auto& p : listening) {
         if (p == path) return true;
-        if (p.size() == pattern.size() && p.compare(0, stem, pattern, 0, stem) == 0 && p.compare(p.size() - 2, 2, "/s") == 0)
-            return true;
     }
     return false;
 }
 
 // Whether a live server has this name in the (canonical) directory. Its
 // socket file must be a socket (not a link) owned by an expected uid; then
-// the kernel's list of listening sockets says, or the name's lock; only
+// an ipc.hpp server holds the name's lock with that very file published in
+// it, or the kernel lists a (reference) server listening on the path; only
 // when neither can be read is the socket probed with a connect (which a
 // reference server would count as a client: docs/protocol.md §5).
 inline bool is_live(const std::string& dir, const Name& name, uid_t expected,
                     const std::vector<std::string>* listening = nullptr) {
-    if (!is_server_socket(socket_path(dir, name), expected)) return false;
+    const std::string path = socket_path(dir, name);
+    if (!is_server_socket(path, expected)) return false;
+    const int held = name_lock_held(lock_path(dir, name), path);
+    if (held == 1) return true;
     std::vector<std::string> own;
     if (listening == nullptr && listening_paths(own)) listening = &own;
-    if (listening != nullptr && listed(*listening, dir, name)) return true;
-    const int held = name_lock_held(lock_path(dir, name));
-    if (held >= 0) return held == 1;
-    if (listening != nullptr) return false;
-    return probe_by_connect(socket_path(dir, name)) == 1;
+    if (listening != nullptr) return listed(*listening, path);
+    if (held == 0) return false;
+    return probe_by_connect(path) == 1;
 }
 
 // Before a server replaces a socket file: whether a server that takes no
@@ -1818,6 +1858,7 @@ public:
           decoder_(config.max_message_size),
           period_(config.heartbeat.count() > 0 ? config.heartbeat.count() : 1000),
           handshake_(config.handshake_timeout.count()),
+          close_timeout_(config.close_timeout.count()),
           inbox_limit_(config.max_inbox_messages),
           inbox_bytes_limit_(config.max_inbox_bytes != 0 ? config.max_inbox_bytes
                                                          : std::size_t{config.max_message_size} + (std::size_t{1} << 20)),
@@ -1833,13 +1874,17 @@ public:
 
     // ---- bytes in ---------------------------------------------------------
     // Where the next read goes, and in `n` how much room there is: one size
-    // policy for both sides. At least 16 KiB; the rest of a large frame in
-    // one read, up to 8 MiB at a time.
-    char* room(std::size_t& n) {
+    // policy for both sides. 16 KiB, or for the rest of a large frame as
+    // much as has already arrived of it (so room doubles as bytes come, and
+    // a peer that announces 60 MiB and sends 17 bytes gets 16 KiB), up to
+    // 8 MiB at a time. nullptr when the memory is not there.
+    char* room(std::size_t& n) noexcept {
         const std::size_t have = decoder_.buffered();
         const std::size_t want = decoder_.wanted() > have ? decoder_.wanted() - have : 0;
-        n = want > min_room ? (want < max_room ? want : max_room) : min_room;
-        return decoder_.prepare(n);
+        std::size_t grant = have > min_room ? have : min_room;
+        if (grant > max_room) grant = max_room;
+        n = want > grant ? grant : (want > min_room ? want : min_room);
+        return decoder_.try_prepare(n);
     }
     void received(std::size_t n) noexcept {
         decoder_.commit(n);
@@ -1853,6 +1898,7 @@ public:
     // client does so at its next clock reading, so it is never early).
     void heard(std::int64_t now) noexcept { last_in_ = now; }
     static constexpr std::size_t min_room = std::size_t{16} << 10;
+    static constexpr std::size_t slot_keep = std::size_t{64} << 10;
     static constexpr std::size_t max_room = std::size_t{8} << 20;
 
     // The next event from what was received. Applies every protocol rule:
@@ -1912,10 +1958,14 @@ public:
     }
     // Starts the close handshake (either side): `connection close`, then
     // only `close ok` is awaited.
-    void close() {
+    // With `timed`, a peer that does not answer within Config::close_timeout
+    // of `now` is given up (fire() returns false); without, the driver has
+    // its own deadline (a client's close(timeout), a server's shutdown).
+    void close(std::int64_t now, bool timed) {
         if (state_ != State::handshake && state_ != State::ready) return;
         append_frame(out_, Protocol::connection_close);
         state_ = State::closing;
+        closing_deadline_ = timed && close_timeout_ >= 0 ? later(now, close_timeout_) : never;
     }
 
     // ---- the client's inbox and outbox ------------------------------------
@@ -1934,6 +1984,9 @@ public:
         Message& m = inbox_[inbox_head_];
         inbox_bytes_ -= m.content().size();
         out.swap(m);
+        // The slot now has out's old buffer: a large one is not kept, or
+        // slots could hold far more than the inbox bound, unread.
+        if (m.content().capacity() > slot_keep) std::string().swap(m.content());
         ++inbox_head_;
         if (--inbox_count_ == 0) inbox_head_ = 0;
         return true;
@@ -1943,11 +1996,20 @@ public:
         return (in_flight_ ? 1u : 0u) + (outbox_.size() - outbox_head_);
     }
 
+    // The memory its buffers hold.
+    std::size_t capacity() const noexcept { return decoder_.capacity() + out_.capacity(); }
+    // After a frame over 1 MiB was taken out (server, once frame() was
+    // copied): its receive buffer is given back now, not after a period.
+    void after_large_frame() noexcept {
+        if (frame_.content().size() > (std::size_t{1} << 20) && decoder_.buffered() == 0) decoder_.release();
+    }
+
     // ---- timers -----------------------------------------------------------
     // When fire() has work, on the caller's clock (`never` when nothing is due).
     std::int64_t due() const noexcept {
         std::int64_t d = never;
         if (state_ == State::ready) d = heartbeat_due();
+        if (state_ == State::closing) d = min(d, closing_deadline_);
         if (role_ == Role::server) {
             if (state_ == State::handshake && handshake_ >= 0) d = min(d, later(since_, handshake_));
             if (releasable()) d = min(d, later(last_in_, period_));
@@ -1956,10 +2018,12 @@ public:
     }
     // Does what is due at `now`: queues a heartbeat; a server's idle
     // connection gives its buffers back (their capacity is added to
-    // `released`). false when a server's peer let the handshake time out.
+    // `released`). false when the peer let the handshake (server) or the
+    // close handshake run out of time.
     bool fire(std::int64_t now, std::size_t& released) {
         if (role_ == Role::server && state_ == State::handshake && handshake_ >= 0 && now >= later(since_, handshake_))
             return false;
+        if (state_ == State::closing && now >= closing_deadline_) return false;
         if (state_ == State::ready && now >= heartbeat_due()) {
             append_frame(out_, Protocol::heartbeat);
             last_out_ = now;
@@ -2015,6 +2079,7 @@ private:
                 if (p == Protocol::connection_close) return closed_by_peer();
                 return Event::none;  // heartbeats and stray protocol messages
             case State::closing:  // nothing is acknowledged or handed on any more
+                if (p == Protocol::connection_close) return closed_by_peer();  // both sides closed at once
                 if (p != Protocol::connection_close_ok) return Event::none;
                 state_ = State::closed;
                 return Event::closed;
@@ -2119,9 +2184,11 @@ private:
     // timers, in ms on the caller's clock
     std::int64_t period_;
     std::int64_t handshake_;
+    std::int64_t close_timeout_;
     std::size_t inbox_limit_;
     std::size_t inbox_bytes_limit_;
     std::int64_t since_;  // when the conversation began
+    std::int64_t closing_deadline_ = never;
     std::int64_t last_in_;   // when bytes last arrived
     std::int64_t last_out_;  // when bytes were last written (or a heartbeat queued)
 };
@@ -2132,6 +2199,7 @@ private:
 // arrival (Conversation::heard).
 inline Result<std::size_t> receive(int fd, Conversation& c, std::size_t& room) {
     char* p = c.room(room);
+    if (p == nullptr) return fail(Errc::io, ENOMEM, "recv: no memory for the frame");
     const long n = recv_some(fd, p, room);
     if (n > 0) {
         c.received(static_cast<std::size_t>(n));
@@ -2236,10 +2304,12 @@ public:
         if (desynchronized_) return desynchronized("wait");
         if (conv_.take(m)) return Unit{};
         if (closed_) return fail(Errc::closed, 0, "wait");
-        conv_.deliver_to(&m);  // the next arrival is decoded straight into m
-        auto r = drive(detail::Deadline::after(timeout), "wait", [this] { return conv_.delivered(); });
-        conv_.deliver_to(nullptr);
-        return r;
+        struct Target {  // the next arrival is decoded straight into m, until this goes
+            detail::Conversation& conv;
+            Target(detail::Conversation& c, Message& into) : conv(c) { conv.deliver_to(&into); }
+            ~Target() { conv.deliver_to(nullptr); }
+        } target(conv_, m);
+        return drive(detail::Deadline::after(timeout), "wait", [this] { return conv_.delivered(); });
     }
 
     // ---- Inside your own event loop: post(), step() and take() never block.
@@ -2294,9 +2364,17 @@ public:
     Result<Unit> close(Milliseconds timeout) {
         alive();
         if (closed_) return Unit{};
-        conv_.close();
-        auto r = drive(detail::Deadline::after(timeout), "close", [] { return false; });
+        const auto deadline = detail::Deadline::after(timeout);
+        // Posted messages go out (each after the previous one's ack) before
+        // the close; a desynchronized Process has nothing left to pair.
+        Result<Unit> posted = Unit{};
+        if (!desynchronized_ && conv_.unacknowledged() != 0)
+            posted = drive(deadline, "close: posted messages", [this] { return conv_.unacknowledged() == 0; });
+        if (closed_) return posted.has_value() || posted.error() == Errc::closed || posted.error() == Errc::closed_by_peer ? Result<Unit>(Unit{}) : posted;
+        conv_.close(0, false);  // close(timeout) is the deadline
+        auto r = drive(deadline, "close", [] { return false; });
         cut();
+        if (!posted) return posted;  // closed, but not everything posted was acknowledged
         // closed: the handshake completed (or the server closed at the same
         // time); closed_by_peer: the server is gone, closed all the same.
         if (r || r.error() == Errc::closed || r.error() == Errc::closed_by_peer) return Unit{};
@@ -2343,25 +2421,28 @@ private:
         if (moved_) std::abort();
     }
 
-    // Handles the events of what was received. Errc::closed when the
-    // conversation ended (its `close ok` is sent first, within
-    // Config::close_timeout), the peer's error when it failed.
+    // For step(): handles the events of what was received. Errc::closed
+    // when the conversation ended (its `close ok` written as far as the
+    // socket takes it at once), the peer's error when it failed.
     Result<Unit> absorb(const char* where) {
         for (;;) {
             switch (conv_.next()) {
                 case detail::Conversation::Event::none: return Unit{};
                 case detail::Conversation::Event::failed: return lost(conv_.error());
-                case detail::Conversation::Event::closed: return ended(where);
+                case detail::Conversation::Event::closed: return ended(where, false);
                 default: break;  // started, message, acknowledged: the caller looks
             }
         }
     }
-    Result<Unit> ended(const char* where) {
+    // The conversation is over: what is queued (a `close ok`) is written,
+    // within Config::close_timeout when `block`, else as far as the socket
+    // takes it at once (the event-loop calls never block); then closed.
+    Result<Unit> ended(const char* where, bool block = true) {
         const std::int64_t now = detail::now_ms();
         const auto deadline = detail::Deadline::after(config_.close_timeout, now);
         while (conv_.wants_write()) {
             if (!transmit(now)) break;
-            if (!conv_.wants_write()) break;
+            if (!block || !conv_.wants_write()) break;
             if (detail::poll_one(fd_.get(), POLLOUT, deadline) <= 0) break;
         }
         cut();
@@ -2643,6 +2724,7 @@ enum class DropReason : unsigned char {
     shutdown,           // the server stopped and the peer did not answer
     handshake_timeout,  // no `start ok` within Config::handshake_timeout
     too_many_connections,  // Config::max_connections were already open
+    close_timeout,      // no `close ok` within Config::close_timeout after the reducer's close
 };
 
 
@@ -2780,7 +2862,7 @@ public:
         const std::string& dir = s_.config.directory;
         auto d = prepare_directory(dir, s_.config.directory_mode, s_.config.allow_shared_directory);
         if (!d) return d;
-        auto lock = take_name_lock(lock_path(dir, s_.name));
+        auto lock = take_name_lock(lock_path(dir, s_.name), s_.config.socket_mode);
         if (!lock) return fail(lock.error());
         struct stat st {};
         if (::lstat(s_.path.c_str(), &st) == 0) {
@@ -2816,6 +2898,7 @@ public:
         scratch.bound = false;  // moved out: nothing of it is left to remove but the directory
         listener_ = std::move(sock).value();
         lock_ = std::move(lock).value();
+        publish_socket(lock_.get(), st);
         pfds_.assign({pollfd{s_.stop.wake_read.get(), POLLIN, 0}, pollfd{listener_.get(), POLLIN, 0}});
         dev_ = st.st_dev;
         ino_ = st.st_ino;
@@ -2921,9 +3004,11 @@ public:
     }
 
     // Sends `connection close`; the client is dropped on its `close ok`.
+    // The reducer's close gives the client Config::close_timeout to answer;
+    // a shutdown has its own deadline.
     void close_client(Connection& c) {
         if (c.dead) return;
-        c.conv.close();
+        c.conv.close(now_, !shutting_down_);
         flush(c);
         if (!c.dead) schedule(c);
     }
@@ -2931,6 +3016,14 @@ public:
     // A response from the reducer, encoded behind the ack.
     void respond(Connection& c, const Message& m) {
         if (c.dead) return;
+        // A peer that is not reading (the socket refused the last write) and
+        // would have more than Config::max_queued_bytes queued is dropped
+        // before the response is encoded: its queue never outgrows the bound.
+        const std::size_t need = frame_size(m.media_type().view().size(), m.content().size());
+        if (c.conv.wants_write() && need > queue_limit() - (c.conv.queued() < queue_limit() ? c.conv.queued() : queue_limit())) {
+            drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
+            return;
+        }
         auto r = c.conv.respond(m);
         if (!r) drop(c, DropReason::message_too_large, r.error());  // the client would wait for it forever
     }
@@ -2952,7 +3045,8 @@ public:
             drop(c, DropReason::closed, Error{Errc::closed, 0, "closed"});
             return;
         }
-        pfds_[2 + c.index].events = static_cast<short>(c.conv.wants_write() ? (POLLIN | POLLOUT) : POLLIN);
+        const short in = c.conv.state() == Conversation::State::closed ? 0 : POLLIN;
+        pfds_[2 + c.index].events = static_cast<short>(c.conv.wants_write() ? (in | POLLOUT) : in);
     }
 
 private:
@@ -3029,6 +3123,9 @@ private:
     void read(Connection& c, H& on_message) {
         // Bounded work per wake-up so one busy peer cannot starve the rest.
         for (int round = 0; round < 8 && !c.dead; ++round) {
+            // Over: nothing more is read (or buffered) from it, only its
+            // `close ok` written.
+            if (c.conv.state() == Conversation::State::closed) break;
             std::size_t room = 0;
             auto n = receive(c.fd.get(), c.conv, room);
             if (!n) {
@@ -3059,11 +3156,14 @@ private:
                     // The ack is queued; by default it leaves in one send()
                     // with the response (docs/protocol.md §4 allows it).
                     Decoder::store(c.conv.frame(), scratch_);
+                    c.conv.after_large_frame();  // a large frame's buffer goes before the reducer answers
                     if (s_.config.flush_ack_before_reducer) flush(c);
                     if (!c.dead && c.conv.state() == Conversation::State::ready) {
                         on_message(c, scratch_);
                         now_ = now_ms();  // the reducer may have taken long: what is written next is stamped now
                     }
+                    // A large message's copy is not kept for the next one.
+                    if (scratch_.content().capacity() > keep_scratch) std::string().swap(scratch_.content());
                     break;
                 case Conversation::Event::closed: return;  // flush() drops it once `close ok` is out
                 case Conversation::Event::started:
@@ -3078,7 +3178,8 @@ private:
         for (std::size_t guard = timers_.size() + 1; guard > 0 && !timers_.empty() && timers_[0]->due <= now_; --guard) {
             Connection& c = *timers_[0];
             if (!c.conv.fire(now_, released)) {
-                drop(c, DropReason::handshake_timeout, Error{Errc::timed_out, 0, "handshake"});
+                if (c.conv.state() == Conversation::State::closing) drop(c, DropReason::close_timeout, Error{Errc::timed_out, 0, "close: no close ok"});
+                else drop(c, DropReason::handshake_timeout, Error{Errc::timed_out, 0, "handshake"});
                 continue;
             }
             flush(c);
@@ -3108,8 +3209,13 @@ private:
     void sweep() {
         if (dead_ == 0) return;
         std::size_t j = 0;
+        std::size_t freed = 0;
         for (std::size_t i = 0; i < conns_.size(); ++i) {
-            if (conns_[i]->dead) continue;
+            if (conns_[i]->dead) {
+                freed += conns_[i]->conv.capacity();
+                conns_[i].reset();  // its buffers go now
+                continue;
+            }
             if (i != j) {
                 conns_[j] = std::move(conns_[i]);
                 pfds_[2 + j] = pfds_[2 + i];
@@ -3120,6 +3226,12 @@ private:
         conns_.resize(j);
         pfds_.resize(2 + j);
         dead_ = 0;
+        // Large freed buffers stay in the allocator's cache otherwise.
+#if IPC_HPP_HAVE_MALLOC_TRIM
+        if (freed >= (std::size_t{1} << 17)) ::malloc_trim(0);
+#else
+        (void)freed;
+#endif
     }
 
     // ---- the timer heap: a binary min-heap of connections by due time,
@@ -3187,6 +3299,7 @@ private:
     std::vector<Connection*> timers_;  // the heap
     std::size_t dead_ = 0;             // dropped, not swept yet
     Message scratch_;                  // the message being reduced
+    static constexpr std::size_t keep_scratch = std::size_t{1} << 20;
     std::int64_t now_ = 0;
     std::int64_t last_activity_ = 0;
     std::int64_t shutdown_deadline_ = 0;

@@ -162,6 +162,7 @@ inline const char* drop_name(ipc::DropReason d) {
         case ipc::DropReason::shutdown: return "shutdown";
         case ipc::DropReason::handshake_timeout: return "handshake_timeout";
         case ipc::DropReason::too_many_connections: return "too_many_connections";
+        case ipc::DropReason::close_timeout: return "close_timeout";
     }
     return "unknown";
 }
@@ -807,19 +808,10 @@ Child spawn_server(const ipc::Config& config, const ipc::Name& name, Carry carry
         alarm_s);
 }
 
-// Whether `bound` is where an ipc.hpp server binds before renaming its
-// socket to `path` (<dir>/NAME.sock): <dir>/.NAME.XXXXXX/s.
-inline bool bound_privately(const std::string& bound, const std::string& path) {
-    const std::size_t slash = path.rfind('/');
-    if (slash == std::string::npos || path.size() < slash + 6) return false;
-    const std::string stem = path.substr(0, slash + 1) + "." + path.substr(slash + 1, path.size() - slash - 6) + ".";
-    return bound.size() == stem.size() + 8 && bound.compare(0, stem.size(), stem) == 0 &&
-           bound.compare(bound.size() - 2, 2, "/s") == 0;
-}
-
 // Whether the kernel lists a listening AF_UNIX socket bound to path
-// (/proc/net/unix; flag __SO_ACCEPTCON). Never connects: a connect-and-drop
-// probe would show up as a dropped connection in the server under test.
+// (/proc/net/unix; flag __SO_ACCEPTCON): a raw or reference-like server.
+// Never connects: a connect-and-drop probe would show up as a dropped
+// connection in the server under test.
 inline bool listening(const std::string& path) {
     FILE* f = std::fopen("/proc/net/unix", "r");
     if (f == nullptr) return false;
@@ -847,7 +839,7 @@ inline bool listening(const std::string& path) {
         if (n < 7 || pos >= l.size()) continue;
         const unsigned long flags = std::strtoul(fields[3].c_str(), nullptr, 16);
         const std::string bound = l.substr(pos + 1);
-        found = (flags & 0x10000UL) != 0 && (bound == path || bound_privately(bound, path));
+        found = (flags & 0x10000UL) != 0 && bound == path;
     }
     std::fclose(f);
     return found;
@@ -856,9 +848,10 @@ inline bool listening(const std::string& path) {
 // Until a server listens at this name's path (checked without connecting).
 inline bool wait_live(const ipc::Ipc& ipc, const ipc::Name& name, std::int64_t timeout_ms = 5000) {
     const std::string path = ipc.path_of(name);
-    // A server whose private bind path did not fit sun_path bound through
-    // /proc/self/fd: the kernel lists that path, so ask its lock instead.
-    return eventually([&] { return listening(path) || (file_exists(path) && ipc.exist(name)); }, timeout_ms);
+    // An ipc.hpp server is bound elsewhere first (docs/filesystem.md): the
+    // kernel lists another path for it, so ask the name's lock (exist()),
+    // which never connects either.
+    return eventually([&] { return listening(path) || ipc.exist(name); }, timeout_ms);
 }
 
 // ---------------------------------------------------------------------------

@@ -70,13 +70,73 @@ TEST_CASE("conversation, server: the client's close is answered and ends it; aft
     (void)drain(t);
     feed(t, start_ok_frame(), 1);
     CHECK(next_event(t) == Event::started);
-    t.close();
+    t.close(2, true);
     CHECK(hex(drain(t)) == hex(close_frame()));
-    feed(t, text_frame("late") + close_frame() + close_ok_frame(), 2);
-    CHECK(next_event(t) == Event::closed);  // "late" not acknowledged, the close not answered
+    feed(t, text_frame("late") + close_ok_frame(), 3);
+    CHECK(next_event(t) == Event::closed);  // "late" is neither acknowledged nor handed on
     CHECK(t.queued() == 0);
     REQUIRE(t.respond(ipc::Message::text("x")).has_value());  // closed: nothing more is sent
     CHECK(t.queued() == 0);
+
+    // Both sides closing at once: the client's close is answered, and ends it.
+    Conversation u(ipc::detail::Role::server, config_with(), 0);
+    (void)drain(u);
+    feed(u, start_ok_frame(), 1);
+    CHECK(next_event(u) == Event::started);
+    u.close(2, true);
+    (void)drain(u);
+    feed(u, close_frame(), 3);
+    CHECK(next_event(u) == Event::closed);
+    CHECK(hex(drain(u)) == hex(close_ok_frame()));
+}
+
+TEST_CASE("conversation, server: after its close, a client that never answers is given up after close_timeout") {
+    ipc::Config config = config_with();
+    config.close_timeout = ipc::Milliseconds(300);
+    Conversation s(ipc::detail::Role::server, config, 0);
+    (void)drain(s);
+    feed(s, start_ok_frame(), 1);
+    CHECK(next_event(s) == Event::started);
+    s.close(100, true);
+    (void)drain(s, 100);
+    CHECK(s.due() <= 400);
+    std::size_t released = 0;
+    CHECK(s.fire(399, released));
+    CHECK_FALSE(s.fire(400, released));
+    // Untimed (a shutdown, which has its own deadline): never given up here.
+    Conversation t(ipc::detail::Role::server, config, 0);
+    (void)drain(t);
+    feed(t, start_ok_frame(), 1);
+    CHECK(next_event(t) == Event::started);
+    t.close(100, false);
+    CHECK(t.fire(1000000, released));
+}
+
+TEST_CASE("conversation: receive room grows with what arrived, not with what a peer announces") {
+    Conversation c(ipc::detail::Role::server, config_with(), 0);
+    (void)drain(c);
+    std::string header = start_ok_frame();
+    header += std::string("\x00\x0atext/plain\x03\xc0\x00\x00", 16);  // announces 60 MiB of content
+    header += 'x';
+    feed(c, header, 1);
+    CHECK(next_event(c) == Event::started);
+    CHECK(next_event(c) == Event::none);
+    std::size_t room = 0;
+    REQUIRE(c.room(room) != nullptr);
+    CHECK(room == Conversation::min_room);  // 0.1-era policy: 8 MiB at once
+    // As bytes come, the room doubles.
+    std::size_t fed = 17;
+    for (int i = 0; i < 12; ++i) {
+        std::size_t n = 0;
+        char* p = c.room(n);
+        REQUIRE(p != nullptr);
+        CHECK(n >= (fed < Conversation::max_room ? fed : Conversation::max_room));
+        CHECK(n <= Conversation::max_room);
+        std::memset(p, 'x', n);
+        c.received(n);
+        fed += n;
+    }
+    CHECK(fed > std::size_t{16} << 20);
 }
 
 TEST_CASE("conversation, client: handshake, one message in flight, replies kept in order") {
