@@ -1247,6 +1247,10 @@ struct Config {
     // process (SO_PEERCRED) running as, this uid. (uid_t)-1 (the default):
     // our own effective uid or root.
     uid_t expect_server_uid = static_cast<uid_t>(-1);
+    // How long a server keeps a peer that takes none of what is queued for
+    // it (its socket stays full), before dropping it (DropReason::queue_full),
+    // even while the queue is under max_queued_bytes. Negative: no limit.
+    Milliseconds stall_timeout{5000};
     // Most connections a server keeps; one more is accepted, sent
     // `connection close` and closed at once (DropReason::too_many_connections).
     std::size_t max_connections = 4096;
@@ -1859,6 +1863,7 @@ public:
           period_(config.heartbeat.count() > 0 ? config.heartbeat.count() : 1000),
           handshake_(config.handshake_timeout.count()),
           close_timeout_(config.close_timeout.count()),
+          stall_(config.stall_timeout.count()),
           inbox_limit_(config.max_inbox_messages),
           inbox_bytes_limit_(config.max_inbox_bytes != 0 ? config.max_inbox_bytes
                                                          : std::size_t{config.max_message_size} + (std::size_t{1} << 20)),
@@ -1927,11 +1932,21 @@ public:
     bool wants_write() const noexcept { return out_off_ < out_.size(); }
     void sent(std::size_t n, std::int64_t now) noexcept {
         last_out_ = now;
+        blocked_since_ = never;  // progress
         out_off_ += n;
         if (out_off_ >= out_.size()) {
             out_.clear();
             out_off_ = 0;
         }
+    }
+
+    // The socket refused the rest at `now`: a server gives up on a peer that
+    // takes nothing for Config::stall_timeout (fire() returns false).
+    void blocked(std::int64_t now) noexcept {
+        if (blocked_since_ == never) blocked_since_ = now;
+    }
+    bool stalled(std::int64_t now) const noexcept {
+        return wants_write() && blocked_since_ != never && stall_ >= 0 && now >= later(blocked_since_, stall_);
     }
 
     // ---- actions ----------------------------------------------------------
@@ -2008,9 +2023,12 @@ public:
     // When fire() has work, on the caller's clock (`never` when nothing is due).
     std::int64_t due() const noexcept {
         std::int64_t d = never;
-        if (state_ == State::ready) d = heartbeat_due();
+        // No heartbeat while writing is under way: it is no use, and the
+        // stall timer is what watches a peer that takes nothing.
+        if (state_ == State::ready && !wants_write()) d = heartbeat_due();
         if (state_ == State::closing) d = min(d, closing_deadline_);
         if (role_ == Role::server) {
+            if (wants_write() && blocked_since_ != never && stall_ >= 0) d = min(d, later(blocked_since_, stall_));
             if (state_ == State::handshake && handshake_ >= 0) d = min(d, later(since_, handshake_));
             if (releasable()) d = min(d, later(last_in_, period_));
         }
@@ -2024,7 +2042,8 @@ public:
         if (role_ == Role::server && state_ == State::handshake && handshake_ >= 0 && now >= later(since_, handshake_))
             return false;
         if (state_ == State::closing && now >= closing_deadline_) return false;
-        if (state_ == State::ready && now >= heartbeat_due()) {
+        if (role_ == Role::server && stalled(now)) return false;
+        if (state_ == State::ready && !wants_write() && now >= heartbeat_due()) {
             append_frame(out_, Protocol::heartbeat);
             last_out_ = now;
         }
@@ -2185,10 +2204,12 @@ private:
     std::int64_t period_;
     std::int64_t handshake_;
     std::int64_t close_timeout_;
+    std::int64_t stall_;
     std::size_t inbox_limit_;
     std::size_t inbox_bytes_limit_;
     std::int64_t since_;  // when the conversation began
     std::int64_t closing_deadline_ = never;
+    std::int64_t blocked_since_ = never;  // the socket has refused writes since then, no progress
     std::int64_t last_in_;   // when bytes last arrived
     std::int64_t last_out_;  // when bytes were last written (or a heartbeat queued)
 };
@@ -2217,7 +2238,10 @@ inline Result<Unit> transmit(int fd, Conversation& c, std::int64_t now) {
     while (c.wants_write()) {
         const long n = send_some(fd, c.unsent(), c.queued());
         if (n < 0) return fail(io_error(errno, "send"));
-        if (n == 0) break;  // the socket is full
+        if (n == 0) {  // the socket is full
+            c.blocked(now);
+            break;
+        }
         c.sent(static_cast<std::size_t>(n), now);
     }
     return Unit{};
@@ -2495,12 +2519,12 @@ private:
             if (now >= due) {  // a heartbeat
                 std::size_t released = 0;
                 (void)conv_.fire(now, released);
-                due = conv_.due();
             }
             if (conv_.wants_write()) {
                 auto t = transmit(now);
                 if (!t) return t;
             }
+            due = conv_.due();  // after the write: what is due depends on what is still queued
             // Wait first, then read: a reply is rarely there already, and
             // this keeps a round trip at one poll() and one recv().
             struct pollfd p {};
@@ -3178,7 +3202,8 @@ private:
         for (std::size_t guard = timers_.size() + 1; guard > 0 && !timers_.empty() && timers_[0]->due <= now_; --guard) {
             Connection& c = *timers_[0];
             if (!c.conv.fire(now_, released)) {
-                if (c.conv.state() == Conversation::State::closing) drop(c, DropReason::close_timeout, Error{Errc::timed_out, 0, "close: no close ok"});
+                if (c.conv.stalled(now_)) drop(c, DropReason::queue_full, Error{Errc::timed_out, ENOBUFS, "the peer takes nothing (Config::stall_timeout)"});
+                else if (c.conv.state() == Conversation::State::closing) drop(c, DropReason::close_timeout, Error{Errc::timed_out, 0, "close: no close ok"});
                 else drop(c, DropReason::handshake_timeout, Error{Errc::timed_out, 0, "handshake"});
                 continue;
             }

@@ -100,4 +100,35 @@ TEST_CASE("regression: once a connection's conversation is over, the server read
     REQUIRE(server.finish().has_value());
 }
 
+TEST_CASE("regression: a peer that takes nothing of what is queued for it is dropped after Config::stall_timeout") {
+    Watchdog wd;
+    TempDir dir;
+    ipc::Config config = test_config(dir.path());
+    config.stall_timeout = ipc::Milliseconds(300);
+    config.max_queued_bytes = std::size_t{256} << 20;  // far from the bound: the stall timer ends it
+    ipc::Ipc ipc(config);
+    const ipc::Name name = name_of("srv");
+    auto big = [](const ipc::Message&, ipc::Continuation<int> k, int n) {
+        return k.respond(n + 1, ipc::Message(ipc::MediaType::octet_stream(), std::string(std::size_t{4} << 20, 'x')));
+    };
+    ThreadServer<int> server(ipc, name, 0, big);
+    REQUIRE(wait_live(ipc, name));
+    RawConn c = RawConn::connect(ipc.path_of(name));
+    REQUIRE(c.handshake());
+    REQUIRE(c.send_text("give me 4 MiB"));  // and never read it
+    Stopwatch sw;
+    CHECK(eventually([&] { return server.drops.count(ipc::DropReason::queue_full) == 1; }, 3000));
+    CHECK(sw.elapsed() >= 250);
+    MESSAGE("dropped after ", sw.elapsed(), " ms of no progress");
+    // A reader that is merely slow is kept: our client reads it all.
+    auto p = ipc.get(name);
+    REQUIRE(p.has_value());
+    REQUIRE(p->send(ipc::Message::text("again"), ipc::Milliseconds(3000)).has_value());
+    auto r = p->wait(ipc::Milliseconds(3000));
+    REQUIRE(r.has_value());
+    CHECK(r->content().size() == (std::size_t{4} << 20));
+    REQUIRE(p->close().has_value());
+    REQUIRE(server.finish().has_value());
+}
+
 }  // TEST_SUITE
