@@ -3698,9 +3698,9 @@ public:
             if (c != Errc::not_found && c != Errc::connection_refused && c != Errc::closed_by_peer && c != Errc::closed) return p;
             if (deadline.passed()) return fail(Errc::timed_out, 0, "wait");
             // Nothing there: sleep until the directory changes (1 s at most,
-            // in case an event was missed). A file that refuses: 250 ms.
-            // Without inotify: 25 ms.
-            const std::int64_t cap = !watch.valid() ? 25 : (c == Errc::not_found ? 1000 : 250);
+            // in case an event was missed; 25 ms without inotify). A file
+            // that refuses (a crashed server's): 250 ms.
+            const std::int64_t cap = c != Errc::not_found ? 250 : (watch.valid() ? 1000 : 25);
             if (watch.valid()) {
                 if (detail::poll_one(watch.get(), POLLIN, deadline, cap) > 0) {
                     char buf[4096];

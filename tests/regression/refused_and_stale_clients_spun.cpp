@@ -44,7 +44,7 @@ TEST_CASE("regression: wait() on a stale socket file sleeps instead of connectin
     const std::string r = waiter.result(5000);
     MESSAGE("wait on a stale file for 1 s: ", r, " voluntary context switches");
     REQUIRE(r.compare(0, 10, "timed_out ") == 0);
-    CHECK(std::atol(r.c_str() + 10) <= 12);  // about 4 at 250 ms; 0.1: about 60
+    CHECK(std::atol(r.c_str() + 10) <= 30);  // about 4 at 250 ms (more under TSan); 0.1: about 60
     waiter.reap();
     // And a server that appears on that name is found at once (inotify).
     Child late = spawn_server(test_config(dir.path()), name, 0, CommandReducer{}, ipc::Milliseconds(3000));
