@@ -1374,6 +1374,24 @@ inline Result<Fd> stream_socket() {
 #endif
 }
 
+// The credentials of the process at the other end of a connected socket
+// (SO_PEERCRED); false when the platform cannot tell (peer left unknown).
+inline bool peer_of(int fd, Peer& peer) noexcept {
+#if IPC_HPP_HAVE_SO_PEERCRED
+    struct ucred cred {};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+    peer.pid = cred.pid;
+    peer.uid = cred.uid;
+    peer.gid = cred.gid;
+    return true;
+#else
+    (void)fd;
+    (void)peer;
+    return false;
+#endif
+}
+
 inline int send_flags() noexcept {
 #if IPC_HPP_HAVE_MSG_NOSIGNAL
     return MSG_NOSIGNAL | MSG_DONTWAIT;
@@ -1583,13 +1601,16 @@ inline Result<Unit> prepare_directory(const std::string& dir, mode_t mode, bool 
     return check_directory(dir);
 }
 
-inline std::string socket_path(const std::string& dir, const Name& name) {
+// <dir>/<before><name><after>: the files a name owns in its directory.
+inline std::string name_path(const std::string& dir, const char* before, const Name& name, const char* after) {
     std::string p = dir;
     if (p.empty() || p.back() != '/') p += '/';
+    p += before;
     p += name.str();
-    p += ".sock";
+    p += after;
     return p;
 }
+inline std::string socket_path(const std::string& dir, const Name& name) { return name_path(dir, "", name, ".sock"); }
 
 // Fills a sockaddr_un; a path that does not fit is an error, never truncated.
 inline Result<socklen_t> unix_address(const std::string& path, struct sockaddr_un& addr) {
@@ -1623,13 +1644,7 @@ inline bool is_server_socket(const std::string& path, uid_t expected) noexcept {
 // nothing ever follows a link or changes a file it did not create, and a
 // stale file is replaced atomically.
 
-inline std::string lock_path(const std::string& dir, const Name& name) {
-    std::string p = dir;
-    if (p.empty() || p.back() != '/') p += '/';
-    p += name.str();
-    p += ".lock";
-    return p;
-}
+inline std::string lock_path(const std::string& dir, const Name& name) { return name_path(dir, "", name, ".lock"); }
 
 // Takes the name's lock: the fd that holds it, or name_in_use. The file
 // is readable by whoever may connect (`socket_mode`), so that they can tell
@@ -1649,19 +1664,24 @@ inline Result<Fd> take_name_lock(const std::string& path, mode_t socket_mode) {
     struct flock fl {};
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
-    if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return ::ftruncate(fd, 0) == 0 ? Result<Fd>(std::move(owned)) : fail(Errc::socket, errno, "ftruncate NAME.lock");
-    if (errno == EAGAIN || errno == EACCES) return fail(Errc::name_in_use, errno, "listen: another server holds the name");
-    if (errno != EINVAL) return fail(Errc::socket, errno, "lock NAME.lock");
+    bool locked = ::fcntl(fd, F_OFD_SETLK, &fl) == 0;
+    if (!locked && (errno == EAGAIN || errno == EACCES)) return fail(Errc::name_in_use, errno, "listen: another server holds the name");
+    if (!locked && errno != EINVAL) return fail(Errc::socket, errno, "lock NAME.lock");
     // EINVAL: a kernel without OFD locks; flock() below.
+#else
+    bool locked = false;
 #endif
     // A probe (name_lock_held) holds a shared flock for an instant: retry a little.
-    for (int i = 0; i < 50; ++i) {
-        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return ::ftruncate(fd, 0) == 0 ? Result<Fd>(std::move(owned)) : fail(Errc::socket, errno, "ftruncate NAME.lock");
+    for (int i = 0; !locked && i < 50; ++i) {
+        locked = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+        if (locked) break;
         if (errno != EWOULDBLOCK && errno != EINTR) return fail(Errc::socket, errno, "flock NAME.lock");
         struct timespec ts {0, 1000000};
         ::nanosleep(&ts, nullptr);
     }
-    return fail(Errc::name_in_use, EWOULDBLOCK, "listen: another server holds the name");
+    if (!locked) return fail(Errc::name_in_use, EWOULDBLOCK, "listen: another server holds the name");
+    if (::ftruncate(fd, 0) != 0) return fail(Errc::socket, errno, "ftruncate NAME.lock");
+    return owned;
 }
 
 // Records, in the lock file, which socket file is the server's: written
@@ -1770,14 +1790,7 @@ inline int probe_by_connect(const std::string& path) {
 // Where a server binds before its socket is renamed into place:
 // <dir>/.NAME.XXXXXX/s (mkdtemp fills the X's). 5 bytes longer than
 // <dir>/NAME.sock, and it must fit sun_path too.
-inline std::string private_bind_dir(const std::string& dir, const Name& name) {
-    std::string p = dir;
-    if (p.empty() || p.back() != '/') p += '/';
-    p += '.';
-    p += name.str();
-    p += ".XXXXXX";
-    return p;
-}
+inline std::string private_bind_dir(const std::string& dir, const Name& name) { return name_path(dir, ".", name, ".XXXXXX"); }
 
 // Whether /proc/net/unix lists a listening socket bound at this path (a
 // reference server; ours are bound elsewhere first, see above).
@@ -1815,11 +1828,7 @@ inline bool lockless_server_at(const std::string& path) {
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
     std::vector<std::string> listening;
-    if (listening_paths(listening)) {
-        for (const auto& p : listening) {
-            if (p == path) return true;
-        }
-    }
+    if (listening_paths(listening) && listed(listening, path)) return true;
     return probe_by_connect(path) == 1;
 }
 
@@ -1945,7 +1954,7 @@ public:
     void blocked(std::int64_t now) noexcept {
         if (blocked_since_ == never) blocked_since_ = now;
     }
-    bool stalled(std::int64_t now) const noexcept {
+    bool stalled(std::int64_t now) const noexcept {  // (fire() reports it)
         return wants_write() && blocked_since_ != never && stall_ >= 0 && now >= later(blocked_since_, stall_);
     }
 
@@ -2034,15 +2043,20 @@ public:
         }
         return d;
     }
+    // What ran out of time in fire(): the driver drops the peer for it.
+    enum class Expired : unsigned char { nothing, handshake, close, stall };
+    struct Fired {
+        Expired expired;
+        explicit operator bool() const noexcept { return expired == Expired::nothing; }  // the peer is still in time
+    };
     // Does what is due at `now`: queues a heartbeat; a server's idle
     // connection gives its buffers back (their capacity is added to
-    // `released`). false when the peer let the handshake (server) or the
-    // close handshake run out of time.
-    bool fire(std::int64_t now, std::size_t& released) {
+    // `released`). Or says which deadline the peer let pass.
+    Fired fire(std::int64_t now, std::size_t& released) {
         if (role_ == Role::server && state_ == State::handshake && handshake_ >= 0 && now >= later(since_, handshake_))
-            return false;
-        if (state_ == State::closing && now >= closing_deadline_) return false;
-        if (role_ == Role::server && stalled(now)) return false;
+            return {Expired::handshake};
+        if (state_ == State::closing && now >= closing_deadline_) return {Expired::close};
+        if (role_ == Role::server && stalled(now)) return {Expired::stall};
         if (state_ == State::ready && !wants_write() && now >= heartbeat_due()) {
             append_frame(out_, Protocol::heartbeat);
             last_out_ = now;
@@ -2052,7 +2066,7 @@ public:
             decoder_.release();
             out_.release();
         }
-        return true;
+        return {Expired::nothing};
     }
 
 private:
@@ -2394,11 +2408,13 @@ public:
         Result<Unit> posted = Unit{};
         if (!desynchronized_ && conv_.unacknowledged() != 0)
             posted = drive(deadline, "close: posted messages", [this] { return conv_.unacknowledged() == 0; });
-        if (closed_) return posted.has_value() || posted.error() == Errc::closed || posted.error() == Errc::closed_by_peer ? Result<Unit>(Unit{}) : posted;
-        conv_.close(0, false);  // close(timeout) is the deadline
-        auto r = drive(deadline, "close", [] { return false; });
-        cut();
-        if (!posted) return posted;  // closed, but not everything posted was acknowledged
+        Result<Unit> r = posted;
+        if (!closed_) {
+            conv_.close(0, false);  // close(timeout) is the deadline
+            r = drive(deadline, "close", [] { return false; });
+            cut();
+            if (!posted) return posted;  // closed, but not everything posted was acknowledged
+        }
         // closed: the handshake completed (or the server closed at the same
         // time); closed_by_peer: the server is gone, closed all the same.
         if (r || r.error() == Errc::closed || r.error() == Errc::closed_by_peer) return Unit{};
@@ -2515,16 +2531,12 @@ private:
             }
             const std::int64_t now = clock();
             if (deadline.passed(now)) return fail(Errc::timed_out, 0, where);
-            std::int64_t due = conv_.due();
-            if (now >= due) {  // a heartbeat
-                std::size_t released = 0;
-                (void)conv_.fire(now, released);
-            }
+            tick(now);
             if (conv_.wants_write()) {
                 auto t = transmit(now);
                 if (!t) return t;
             }
-            due = conv_.due();  // after the write: what is due depends on what is still queued
+            const std::int64_t due = conv_.due();  // after the write: what is due depends on what is still queued
             // Wait first, then read: a reply is rarely there already, and
             // this keeps a round trip at one poll() and one recv().
             struct pollfd p {};
@@ -3044,7 +3056,8 @@ public:
         // would have more than Config::max_queued_bytes queued is dropped
         // before the response is encoded: its queue never outgrows the bound.
         const std::size_t need = frame_size(m.media_type().view().size(), m.content().size());
-        if (c.conv.wants_write() && need > queue_limit() - (c.conv.queued() < queue_limit() ? c.conv.queued() : queue_limit())) {
+        const std::size_t limit = queue_limit();
+        if (c.conv.wants_write() && (c.conv.queued() >= limit || need > limit - c.conv.queued())) {
             drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
             return;
         }
@@ -3105,15 +3118,7 @@ private:
             }
             Fd owned(fd);
             Peer peer;
-#if IPC_HPP_HAVE_SO_PEERCRED
-            struct ucred cred {};
-            socklen_t len = sizeof cred;
-            if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-                peer.pid = cred.pid;
-                peer.uid = cred.uid;
-                peer.gid = cred.gid;
-            }
-#endif
+            (void)peer_of(fd, peer);
             if (!s_.allowed_uids.empty()) {
                 bool ok = false;
                 for (uid_t u : s_.allowed_uids) ok = ok || u == peer.uid;
@@ -3201,11 +3206,13 @@ private:
         std::size_t released = 0;
         for (std::size_t guard = timers_.size() + 1; guard > 0 && !timers_.empty() && timers_[0]->due <= now_; --guard) {
             Connection& c = *timers_[0];
-            if (!c.conv.fire(now_, released)) {
-                if (c.conv.stalled(now_)) drop(c, DropReason::queue_full, Error{Errc::timed_out, ENOBUFS, "the peer takes nothing (Config::stall_timeout)"});
-                else if (c.conv.state() == Conversation::State::closing) drop(c, DropReason::close_timeout, Error{Errc::timed_out, 0, "close: no close ok"});
-                else drop(c, DropReason::handshake_timeout, Error{Errc::timed_out, 0, "handshake"});
-                continue;
+            switch (c.conv.fire(now_, released).expired) {
+                case Conversation::Expired::nothing: break;
+                case Conversation::Expired::handshake: drop(c, DropReason::handshake_timeout, Error{Errc::timed_out, 0, "handshake"}); continue;
+                case Conversation::Expired::close: drop(c, DropReason::close_timeout, Error{Errc::timed_out, 0, "close: no close ok"}); continue;
+                case Conversation::Expired::stall:
+                    drop(c, DropReason::queue_full, Error{Errc::timed_out, ENOBUFS, "the peer takes nothing (Config::stall_timeout)"});
+                    continue;
             }
             flush(c);
             if (!c.dead) schedule(c);
@@ -3653,14 +3660,10 @@ public:
             return fail(Errc::socket, err, "connect");
         }
 #if IPC_HPP_HAVE_SO_PEERCRED
-        {
-            struct ucred cred {};
-            socklen_t cl = sizeof cred;
-            if (::getsockopt(sock->get(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0)
-                return fail(Errc::socket, errno, "SO_PEERCRED");
-            if (!detail::expected_server_uid(cred.uid, config_.expect_server_uid))
-                return fail(Errc::permission_denied, EPERM, "the server runs as an unexpected uid");
-        }
+        Peer server;
+        if (!detail::peer_of(sock->get(), server)) return fail(Errc::socket, errno, "SO_PEERCRED");
+        if (!detail::expected_server_uid(server.uid, config_.expect_server_uid))
+            return fail(Errc::permission_denied, EPERM, "the server runs as an unexpected uid");
 #endif
         Process p(std::move(sock).value(), name, config_);
         auto h = p.handshake(deadline);
