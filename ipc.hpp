@@ -3065,25 +3065,31 @@ public:
         if (!r) drop(c, DropReason::message_too_large, r.error());  // the client would wait for it forever
     }
 
-    void flush(Connection& c) {
-        if (c.dead) return;
+    // Writes what is queued; a write error drops the peer, unless `lost` is
+    // given: then the error is left there for the caller (read()), which
+    // first takes what the vanished peer sent before it went.
+    // Returns false on that write error.
+    bool flush(Connection& c, Error* lost = nullptr) {
+        if (c.dead) return true;
         auto t = transmit(c.fd.get(), c.conv, now_);
         if (!t) {
-            drop(c, DropReason::io_error, t.error());
-            return;
+            if (lost != nullptr) *lost = t.error();
+            else drop(c, DropReason::io_error, t.error());
+            return false;
         }
         if (c.conv.wants_write()) {
             // The socket is full: POLLOUT calls again, unless the peer is not reading at all.
             if (c.conv.queued() > queue_limit()) {
                 drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
-                return;
+                return true;
             }
         } else if (c.conv.state() == Conversation::State::closed) {
             drop(c, DropReason::closed, Error{Errc::closed, 0, "closed"});
-            return;
+            return true;
         }
         const short in = c.conv.state() == Conversation::State::closed ? 0 : POLLIN;
         pfds_[2 + c.index].events = static_cast<short>(c.conv.wants_write() ? (in | POLLOUT) : in);
+        return true;
     }
 
 private:
@@ -3167,7 +3173,18 @@ private:
             decode(c, on_message);
             if (n.value() < room) break;
         }
-        if (!c.dead) flush(c);
+        if (c.dead) return;
+        Error lost{};
+        if (flush(c, &lost)) return;  // written (or queued)
+        // The peer is gone, but what it sent before going is still in our
+        // receive queue: complete messages are reduced, nothing is lost.
+        for (int round = 0; round < 64 && !c.dead; ++round) {
+            std::size_t room = 0;
+            auto n = receive(c.fd.get(), c.conv, room);
+            if (!n || n.value() == 0) break;
+            decode(c, on_message);
+        }
+        drop(c, DropReason::io_error, lost);
     }
 
     template <class H>
