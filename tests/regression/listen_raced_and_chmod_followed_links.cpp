@@ -10,6 +10,8 @@
 #include "../net_support.hpp"
 
 #include <pwd.h>
+#include <sched.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 
 using namespace ipc_net_test;
@@ -213,22 +215,68 @@ TEST_CASE("regression: a hostile second user swapping NAME.sock for a symlink ne
     }
     REQUIRE(::chmod(target.c_str(), 0600) == 0);
     const std::string sock = shared + "/srv.sock";
-    // The attacker: the moment srv.sock is a socket (just bound), swap it
-    // for a symlink to the target; then get out of the way.
+    // The attacker sleeps on inotify for srv.sock to appear (bind, or a
+    // rename into place) and at once renames a ready symlink to the target
+    // over it, then gets out of the way. Pinned to the server's CPU, its
+    // wake-up preempts the server inside bind(), so it always lands before
+    // whatever the server does next through the path: against 0.1's
+    // bind-then-chmod this changed the target's mode in 200 of 200 trials
+    // (17 of 200 unpinned, on these 2-vCPU VMs), and against today's code
+    // with a chmod through the path added after the rename, in every trial.
+    cpu_set_t cpu0;
+    CPU_ZERO(&cpu0);
+    CPU_SET(0, &cpu0);
     Child attacker = spawn([&]() -> std::string {
+        if (::sched_setaffinity(0, sizeof cpu0, &cpu0) != 0) return "sched_setaffinity";
         if (::setresgid(user->pw_gid, user->pw_gid, user->pw_gid) != 0) return "setresgid";
         if (::setresuid(user->pw_uid, user->pw_uid, user->pw_uid) != 0) return "setresuid";
+        const int watch = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        if (watch < 0 || ::inotify_add_watch(watch, shared.c_str(), IN_CREATE | IN_MOVED_TO) < 0) return "inotify";
         const std::string tmp = shared + "/evil";
+        alignas(struct inotify_event) char events[4096];
         for (;;) {
             (void)::unlink(tmp.c_str());
             if (::symlink(target.c_str(), tmp.c_str()) != 0) return "symlink";  // ready before the bind
-            struct stat st {};
-            while (::lstat(sock.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+            bool appeared = false;
+            while (!appeared) {  // skips the events of our own symlink
+                struct pollfd p {watch, POLLIN, 0};
+                if (::poll(&p, 1, -1) < 0 && errno != EINTR) return "poll";
+                const ssize_t n = ::read(watch, events, sizeof events);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                if (n <= 0) return "inotify read";
+                for (ssize_t at = 0; at < n;) {
+                    const auto* e = reinterpret_cast<const struct inotify_event*>(events + at);
+                    if (e->len > 0 && std::strcmp(e->name, "srv.sock") == 0) appeared = true;
+                    at += static_cast<ssize_t>(sizeof(struct inotify_event) + e->len);
+                }
             }
             (void)::rename(tmp.c_str(), sock.c_str());
+            sleep_ms(1);
             (void)::unlink(sock.c_str());  // so that the next listen finds the path free
+            while (::read(watch, events, sizeof events) > 0) {  // our own rename's event is not a server's
+            }
         }
     }, 30);
+    // The server, this process, on the attacker's CPU and at SCHED_IDLE (a
+    // loaded machine, made certain) until the end of the case: any wake-up
+    // of the attacker preempts it at once, wherever its window is.
+    struct Pin {
+        cpu_set_t before;
+        int policy;
+        struct sched_param param {};
+        explicit Pin(const cpu_set_t& cpu) : policy(::sched_getscheduler(0)) {
+            REQUIRE(::sched_getparam(0, &param) == 0);
+            REQUIRE(::sched_getaffinity(0, sizeof before, &before) == 0);
+            REQUIRE(::sched_setaffinity(0, sizeof cpu, &cpu) == 0);
+            struct sched_param idle {};
+            REQUIRE(::sched_setscheduler(0, SCHED_IDLE, &idle) == 0);
+        }
+        ~Pin() {
+            (void)::sched_setscheduler(0, policy, &param);
+            (void)::sched_setaffinity(0, sizeof before, &before);
+        }
+    } pin(cpu0);
+    sleep_ms(50);  // the attacker is watching
     ipc::Config config = test_config(shared);
     config.allow_shared_directory = true;
     config.socket_mode = 0666;  // what allow_uids across users needs: 0.1 made the target world-writable
