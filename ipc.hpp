@@ -198,6 +198,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <dirent.h>
 #if IPC_HPP_HAVE_INOTIFY
@@ -875,6 +876,15 @@ inline Result<std::string> encode(const Message& m) {
 }
 
 namespace detail {
+// From this size on, a content is received into its own string and a
+// response's content is queued without a copy (and neither is kept for
+// the next message).
+constexpr std::size_t large_content = std::size_t{1} << 20;
+// The heap memory a string holds (none in its small-string buffer).
+inline std::size_t heap_bytes(const std::string& s) noexcept {
+    return s.capacity() > std::string().capacity() ? s.capacity() + 1 : 0;
+}
+
 // A growable byte buffer that, unlike std::string, does not zero-fill the
 // room it makes for a read, and keeps its capacity between frames.
 class Buffer {
@@ -1032,6 +1042,13 @@ public:
 
     // Copies bytes in.
     void feed(const void* data, std::size_t n) {
+        if (direct_) {  // the rest of a large content (and its end marker) goes to its own string
+            const std::size_t take = n < direct_left() ? n : direct_left();
+            body_.append(static_cast<const char*>(data), take);
+            body_have_ += take;
+            data = static_cast<const char*>(data) + take;
+            n -= take;
+        }
         compact();
         buf_.append(data, n);
     }
@@ -1040,15 +1057,47 @@ public:
     // Zero-copy feeding: get room for up to n bytes, read into it, then
     // commit how many arrived.
     char* prepare(std::size_t n) {
+        if (direct_) return body_room(n);
         compact();
         return buf_.reserve_tail(n);
     }
     // The same, or nullptr when the memory is not there.
     char* try_prepare(std::size_t n) noexcept {
+        if (direct_) {
+#if IPC_HPP_HAVE_EXCEPTIONS
+            try {
+                return body_room(n);
+            } catch (const std::bad_alloc&) {
+                return nullptr;
+            }
+#else
+            return body_room(n);  // (without exceptions, running out aborts, as any std::string does)
+#endif
+        }
         compact();
         return buf_.try_reserve_tail(n);
     }
-    void commit(std::size_t n) noexcept { buf_.commit(n); }
+    void commit(std::size_t n) noexcept {
+        if (!direct_) {
+            buf_.commit(n);
+            return;
+        }
+        body_have_ += n;
+        if (body_have_ > body_.size()) body_have_ = body_.size();  // more than prepare() gave: not possible
+        const std::size_t whole = std::size_t{body_len_} + 1;  // the content and its end marker
+        if (body_have_ > whole) {  // what follows belongs to the next frames
+            compact();
+            buf_.append(body_.data() + whole, body_have_ - whole);
+            body_have_ = whole;
+        }
+        body_.resize(body_have_);
+    }
+
+    // A content of at least this many bytes that has not all arrived yet is
+    // received straight into its own string, which store() then hands to
+    // the message (no copy); a smaller one is decoded from the receive
+    // buffer. 1 MiB unless set.
+    void set_direct_threshold(std::size_t n) noexcept { direct_from_ = n; }
 
     // A decoded frame, as views into the decoder: valid until the next call
     // to next(), feed(), prepare() or shrink() on the same decoder. Only a
@@ -1065,6 +1114,7 @@ public:
         friend class Decoder;
         std::string_view type_;
         std::string_view content_;
+        std::string* owned_ = nullptr;  // the content's own string (a direct frame), for store()
     };
 
     // Decodes the next complete frame into `out`.
@@ -1074,15 +1124,23 @@ public:
         if (st == Status::message) store(f, out);
         return st;
     }
-    // Copies a frame into a message, reusing the message's buffers.
+    // Copies a frame into a message, reusing the message's buffers; a
+    // direct frame's content is not copied but exchanged with the message's
+    // (once: the frame's content is then the message's).
     static void store(const Frame& f, Message& out) {
         if (std::string_view(out.type_.value_) != f.type_) out.type_.value_.assign(f.type_.data(), f.type_.size());
-        out.content_.assign(f.content_.data(), f.content_.size());
+        if (f.owned_ != nullptr && f.owned_->data() == f.content_.data()) {
+            out.content_.swap(*f.owned_);
+            f.owned_->clear();
+        } else {
+            out.content_.assign(f.content_.data(), f.content_.size());
+        }
     }
 
     // Decodes the next complete frame without copying it (see Frame).
     Status next(Frame& out) {
         if (failed_) return Status::error;
+        if (direct_) return next_direct(out);
         const std::size_t avail = buf_.size() - pos_;
         const char* p = buf_.data() + pos_;
         if (avail < 2) return Status::need_more;
@@ -1110,11 +1168,18 @@ public:
         const std::size_t total = frame_size(type_len, content_len);
         if (avail < total) {
             want_ = total;
+            // A large content goes straight to its own string, once a
+            // sixteenth of it has arrived: the string is reserved whole,
+            // and a peer that lies about a length is never given room for
+            // more than 16 times what it sent.
+            const std::size_t have = avail - (2 + type_len + 4);
+            if (content_len >= direct_from_ && have >= content_len / 16) begin_direct(type_len, content_len, have);
             return Status::need_more;
         }
         if (static_cast<unsigned char>(p[total - 1]) != end_marker) return error(Errc::malformed_frame, "decode: end marker is not 0xCE");
         out.type_ = plain_ ? protocol::media_type : std::string_view(type_);
         out.content_ = std::string_view(p + 2 + type_len + 4, content_len);
+        out.owned_ = nullptr;
         pos_ += total;
         checked_ = false;
         want_ = 0;
@@ -1124,27 +1189,32 @@ public:
     const Error& last_error() const noexcept { return error_; }
     bool failed() const noexcept { return failed_; }
     // Bytes received and not yet consumed as frames.
-    std::size_t buffered() const noexcept { return buf_.size() - pos_; }
+    std::size_t buffered() const noexcept { return buf_.size() - pos_ + (direct_ ? head_ + body_have_ : 0); }
     // Bytes the current partial frame needs in all (0 when unknown).
     std::size_t wanted() const noexcept { return want_; }
     // Gives memory back after a burst of large messages.
     void shrink() {
         compact();
         buf_.shrink();
+        if (!direct_) std::string().swap(body_);
         if (!checked_ && type_.capacity() > 256) {
             std::string().swap(type_);
             std::string().swap(raw_);
             raw_known_ = false;
         }
     }
-    std::size_t capacity() const noexcept { return buf_.capacity(); }
-    // Frees the read buffer when no frame is in progress (idle connections).
+    std::size_t capacity() const noexcept { return buf_.capacity() + detail::heap_bytes(body_); }
+    // Frees the read buffers when no frame is in progress (idle connections).
     void release() noexcept {
         compact();
         if (buf_.size() == 0) buf_.release();
+        if (!direct_) std::string().swap(body_);
     }
     void reset() noexcept {
         buf_.clear();
+        direct_ = false;
+        body_.clear();
+        body_have_ = 0;
         pos_ = 0;
         failed_ = false;
         checked_ = false;
@@ -1163,6 +1233,53 @@ private:
         pos_ = 0;
     }
 
+    // A large content goes to body_ from here on: what of it is buffered
+    // moves there (all that is buffered: the frame is not complete), the
+    // header is consumed and the receive buffer given back; the type stays
+    // in type_ (or plain_). Without the memory, decoding goes on from the
+    // receive buffer (which can fail gently, see try_prepare()).
+    void begin_direct(std::size_t type_len, std::uint32_t content_len, std::size_t have) {
+        head_ = 2 + type_len + 4;
+        body_.clear();
+#if IPC_HPP_HAVE_EXCEPTIONS
+        try {
+            body_.reserve(std::size_t{content_len} + 1);
+        } catch (const std::bad_alloc&) {
+            return;
+        }
+#else
+        body_.reserve(std::size_t{content_len} + 1);
+#endif
+        body_.append(buf_.data() + pos_ + head_, have);
+        body_have_ = have;
+        body_len_ = content_len;
+        pos_ = buf_.size();
+        compact();
+        buf_.release();
+        direct_ = true;
+    }
+    std::size_t direct_left() const noexcept { return std::size_t{body_len_} + 1 - body_have_; }
+    // Room at the end of body_ for n more bytes: the string is resized to
+    // it (within what was reserved, unless n runs past the frame), and
+    // commit() cuts it back to what came.
+    char* body_room(std::size_t n) {
+        body_.resize(body_have_ + n);
+        return &body_[body_have_];
+    }
+    Status next_direct(Frame& out) {
+        if (body_have_ <= body_len_) return Status::need_more;
+        if (static_cast<unsigned char>(body_[body_len_]) != end_marker) return error(Errc::malformed_frame, "decode: end marker is not 0xCE");
+        body_.resize(body_len_);
+        direct_ = false;
+        out.type_ = plain_ ? protocol::media_type : std::string_view(type_);
+        out.content_ = std::string_view(body_.data(), body_.size());
+        out.owned_ = &body_;
+        body_have_ = 0;
+        checked_ = false;
+        want_ = 0;
+        return Status::message;
+    }
+
     detail::Buffer buf_;
     std::string type_;  // the current frame's media type, canonical
     std::string raw_;   // ... as it came on the wire
@@ -1174,6 +1291,13 @@ private:
     std::uint32_t limit_ = 0;  // max_, or less when a std::string cannot hold it
     bool failed_ = false;
     bool checked_ = false;
+    // a direct frame (see set_direct_threshold): its content, as it arrives
+    bool direct_ = false;
+    std::string body_;
+    std::size_t body_have_ = 0;  // bytes of body_ that arrived (its size, between calls)
+    std::size_t head_ = 0;       // the frame's header, consumed from buf_
+    std::uint32_t body_len_ = 0;
+    std::size_t direct_from_ = detail::large_content;
     Error error_{};
 };
 
@@ -1446,6 +1570,31 @@ inline long send_some(int fd, const char* p, std::size_t n) noexcept {
 #endif
     for (;;) {
         ssize_t r = ::send(fd, p, n, send_flags());
+        if (r >= 0) return static_cast<long>(r);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        return -1;
+    }
+}
+
+// The same for pieces written in order in one sendmsg() (a frame around a
+// large content that is sent from its own bytes). P has data and size.
+template <class P>
+long send_pieces(int fd, const P* pieces, std::size_t count) noexcept {
+#if !IPC_HPP_HAVE_MSG_NOSIGNAL
+    SigpipeGuard no_sigpipe;
+#endif
+    struct iovec v[3];
+    if (count > 3) count = 3;
+    for (std::size_t i = 0; i < count; ++i) {
+        v[i].iov_base = const_cast<char*>(pieces[i].data);
+        v[i].iov_len = pieces[i].size;
+    }
+    struct msghdr msg {};
+    msg.msg_iov = v;
+    msg.msg_iovlen = static_cast<decltype(msg.msg_iovlen)>(count);
+    for (;;) {
+        ssize_t r = ::sendmsg(fd, &msg, send_flags());
         if (r >= 0) return static_cast<long>(r);
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
@@ -1911,6 +2060,12 @@ public:
     // When bytes last arrived; the caller stamps it with its clock (the
     // client does so at its next clock reading, so it is never early).
     void heard(std::int64_t now) noexcept { last_in_ = now; }
+    // The memory the frame being received needs, as far as is known yet:
+    // what is buffered of it, or its announced size once the length is in.
+    std::size_t receiving() const noexcept {
+        const std::size_t have = decoder_.buffered();
+        return decoder_.wanted() > have ? decoder_.wanted() : have;
+    }
     static constexpr std::size_t min_room = std::size_t{16} << 10;
     static constexpr std::size_t slot_keep = std::size_t{64} << 10;
     static constexpr std::size_t max_room = std::size_t{8} << 20;
@@ -1936,12 +2091,45 @@ public:
     const Decoder::Frame& frame() const noexcept { return frame_; }
 
     // ---- bytes out --------------------------------------------------------
-    const char* unsent() const noexcept { return out_.data() + out_off_; }
-    std::size_t queued() const noexcept { return out_.size() - out_off_; }
-    bool wants_write() const noexcept { return out_off_ < out_.size(); }
+    // What is queued, in order, as up to three pieces: out_ up to body_at_,
+    // the content a response moved in (respond(Message&&)), the rest of
+    // out_ (that content's end marker first). Without a moved content, one.
+    struct Piece {
+        const char* data;
+        std::size_t size;
+    };
+    std::size_t pieces(Piece (&v)[3]) const noexcept {
+        std::size_t k = 0;
+        std::size_t from = out_off_;
+        if (moved_) {  // out_off_ <= body_at_ until the moved content is all sent
+            if (from < body_at_) v[k++] = Piece{out_.data() + from, body_at_ - from};
+            v[k++] = Piece{body_.data() + body_off_, body_.size() - body_off_};
+            from = body_at_;
+        }
+        if (from < out_.size()) v[k++] = Piece{out_.data() + from, out_.size() - from};
+        return k;
+    }
+    std::size_t queued() const noexcept { return out_.size() - out_off_ + (moved_ ? body_.size() - body_off_ : 0); }
+    bool wants_write() const noexcept { return out_off_ < out_.size(); }  // a moved content's marker is in out_
     void sent(std::size_t n, std::int64_t now) noexcept {
         last_out_ = now;
         blocked_since_ = never;  // progress
+        if (moved_) {
+            if (n < body_at_ - out_off_) {
+                out_off_ += n;
+                return;
+            }
+            n -= body_at_ - out_off_;
+            out_off_ = body_at_;
+            if (n < body_.size() - body_off_) {
+                body_off_ += n;
+                return;
+            }
+            n -= body_.size() - body_off_;
+            std::string().swap(body_);  // given back as soon as it is out
+            body_off_ = 0;
+            moved_ = false;
+        }
         out_off_ += n;
         if (out_off_ >= out_.size()) {
             out_.clear();
@@ -1978,6 +2166,26 @@ public:
         if (state_ != State::ready) return Unit{};  // closing or over: nothing more is sent
         if (!append_frame(out_, m.media_type().view(), m.content()))
             return fail(frame_error(m.media_type().view().size(), "respond"));
+        return Unit{};
+    }
+    // The same, but a large content (one at a time) is moved into the
+    // queue, not copied: m's content is then empty. Its frame's header and
+    // end marker are in out_ around it.
+    Result<Unit> respond(Message&& m) {
+        const std::string_view type = m.media_type().view();
+        if (moved_ || m.content().size() < large_content || state_ != State::ready) return respond(static_cast<const Message&>(m));
+        if (!frame_fits(type.size(), m.content().size())) return fail(frame_error(type.size(), "respond"));
+        char* p = out_.reserve_tail(2 + type.size() + 4);
+        put_u16(p, static_cast<std::uint16_t>(type.size()));
+        std::memcpy(p + 2, type.data(), type.size());
+        put_u32(p + 2 + type.size(), static_cast<std::uint32_t>(m.content().size()));
+        out_.commit(2 + type.size() + 4);
+        body_at_ = out_.size();
+        body_ = std::move(m.content());
+        body_off_ = 0;
+        moved_ = true;
+        const char marker = static_cast<char>(end_marker);
+        out_.append(&marker, 1);
         return Unit{};
     }
     // Starts the close handshake (either side): `connection close`, then
@@ -2021,11 +2229,11 @@ public:
     }
 
     // The memory its buffers hold.
-    std::size_t capacity() const noexcept { return decoder_.capacity() + out_.capacity(); }
+    std::size_t capacity() const noexcept { return decoder_.capacity() + out_.capacity() + heap_bytes(body_); }
     // After a frame over 1 MiB was taken out (server, once frame() was
     // copied): its receive buffer is given back now, not after a period.
     void after_large_frame() noexcept {
-        if (frame_.content().size() > (std::size_t{1} << 20) && decoder_.buffered() == 0) decoder_.release();
+        if (frame_.content().size() >= large_content && decoder_.buffered() == 0) decoder_.release();
     }
 
     // ---- timers -----------------------------------------------------------
@@ -2201,6 +2409,11 @@ private:
     bool heard_anything_ = false;
     Buffer out_;
     std::size_t out_off_ = 0;
+    // a large response content moved in, sent from its own bytes (pieces())
+    bool moved_ = false;
+    std::string body_;
+    std::size_t body_off_ = 0;  // of it, sent
+    std::size_t body_at_ = 0;   // where in out_ it goes
     Error error_{};
     // client: the one message in flight, and those posted behind it
     bool in_flight_ = false;
@@ -2250,7 +2463,9 @@ inline Result<std::size_t> receive(int fd, Conversation& c, std::size_t& room) {
 // `now` stamps what was written, for the heartbeat timer.
 inline Result<Unit> transmit(int fd, Conversation& c, std::int64_t now) {
     while (c.wants_write()) {
-        const long n = send_some(fd, c.unsent(), c.queued());
+        Conversation::Piece v[3];
+        const std::size_t k = c.pieces(v);
+        const long n = k == 1 ? send_some(fd, v[0].data, v[0].size) : send_pieces(fd, v, k);
         if (n < 0) return fail(io_error(errno, "send"));
         if (n == 0) {  // the socket is full
             c.blocked(now);
@@ -2633,6 +2848,7 @@ namespace detail {
 // client's write queue, so a response is never copied into a Message.
 struct ResponseSink {
     void (*emit)(void* ctx, const Message& m) = nullptr;
+    void (*emit_moved)(void* ctx, Message& m) = nullptr;  // may take m's content
     void* ctx = nullptr;
 };
 }  // namespace detail
@@ -2655,7 +2871,10 @@ public:
 
     // Inside serve(), the message is encoded into the client's write queue
     // at once (no copy is kept, so it may be the message being handled or
-    // a temporary). A Continuation built by hand keeps a copy instead.
+    // a temporary). A large one (1 MiB or more) is not copied at all when
+    // it is the message being handled or is passed as an rvalue: its
+    // content is queued as it is and sent from its own bytes. A
+    // Continuation built by hand keeps a copy instead.
     [[nodiscard]] Continuation respond(Carry carry, const Message& message) const {
         Continuation c(Kind::respond, std::move(carry), sink_);
         if (sink_.emit != nullptr) {
@@ -2669,7 +2888,7 @@ public:
     [[nodiscard]] Continuation respond(Carry carry, Message&& message) const {
         Continuation c(Kind::respond, std::move(carry), sink_);
         if (sink_.emit != nullptr) {
-            sink_.emit(sink_.ctx, message);
+            sink_.emit_moved(sink_.ctx, message);  // a large content is queued without a copy
             c.sent_ = true;
         } else {
             c.message_.reset(new Message(std::move(message)));
@@ -3031,6 +3250,7 @@ public:
     // Graceful shutdown: stop accepting, `connection close` to everyone.
     void begin_shutdown() {
         if (shutting_down_) return;
+        settle(true);
         shutting_down_ = true;
         s_.stop.requested.store(true, std::memory_order_release);
         shutdown_deadline_ = s_.config.shutdown_timeout.is_forever() ? never : later(now_, s_.config.shutdown_timeout.count());
@@ -3043,26 +3263,37 @@ public:
     // The reducer's close gives the client Config::close_timeout to answer;
     // a shutdown has its own deadline.
     void close_client(Connection& c) {
+        settle(true);  // called once the reducer returned: its response goes first
         if (c.dead) return;
         c.conv.close(now_, !shutting_down_);
         flush(c);
         if (!c.dead) schedule(c);
     }
 
-    // A response from the reducer, encoded behind the ack.
+    // A response from the reducer, encoded behind the ack. The message
+    // being handled, when large, is answered with itself without a copy:
+    // it is moved into the queue once the reducer has returned (settle()),
+    // and copied only if the reducer responds again before that.
     void respond(Connection& c, const Message& m) {
-        if (c.dead) return;
-        // A peer that is not reading (the socket refused the last write) and
-        // would have more than Config::max_queued_bytes queued is dropped
-        // before the response is encoded: its queue never outgrows the bound.
-        const std::size_t need = frame_size(m.media_type().view().size(), m.content().size());
-        const std::size_t limit = queue_limit();
-        if (c.conv.wants_write() && (c.conv.queued() >= limit || need > limit - c.conv.queued())) {
-            drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
+        settle(false);
+        if (&m == &scratch_ && m.content().size() >= large_content) {
+            echo_ = &c;
             return;
         }
-        auto r = c.conv.respond(m);
-        if (!r) drop(c, DropReason::message_too_large, r.error());  // the client would wait for it forever
+        enqueue(c, m);
+    }
+    void respond(Connection& c, Message&& m) {
+        settle(false);
+        enqueue(c, std::move(m));
+    }
+    // Queues the deferred echo, if any: moved (the reducer has returned)
+    // or copied (it is still running).
+    void settle(bool reducer_returned) {
+        if (echo_ == nullptr) return;
+        Connection& c = *echo_;
+        echo_ = nullptr;
+        if (reducer_returned) enqueue(c, std::move(scratch_));
+        else enqueue(c, static_cast<const Message&>(scratch_));
     }
 
     // Writes what is queued; a write error drops the peer, unless `lost` is
@@ -3087,13 +3318,29 @@ public:
             drop(c, DropReason::closed, Error{Errc::closed, 0, "closed"});
             return true;
         }
-        const short in = c.conv.state() == Conversation::State::closed ? 0 : POLLIN;
+        const short in = c.conv.state() == Conversation::State::closed || read_paused(c) ? 0 : POLLIN;
         pfds_[2 + c.index].events = static_cast<short>(c.conv.wants_write() ? (in | POLLOUT) : in);
         return true;
     }
 
 private:
     static std::int64_t min(std::int64_t a, std::int64_t b) noexcept { return a < b ? a : b; }
+
+    template <class M>
+    void enqueue(Connection& c, M&& m) {
+        if (c.dead) return;
+        // A peer that is not reading (the socket refused the last write) and
+        // would have more than Config::max_queued_bytes queued is dropped
+        // before the response is encoded: its queue never outgrows the bound.
+        const std::size_t need = frame_size(m.media_type().view().size(), m.content().size());
+        const std::size_t limit = queue_limit();
+        if (c.conv.wants_write() && (c.conv.queued() >= limit || need > limit - c.conv.queued())) {
+            drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
+            return;
+        }
+        auto r = c.conv.respond(std::forward<M>(m));
+        if (!r) drop(c, DropReason::message_too_large, r.error());  // the client would wait for it forever
+    }
 
     // What a peer that does not read may leave queued (after a send that
     // wrote what the socket took) before it is dropped.
@@ -3102,6 +3349,21 @@ private:
         const std::size_t frame = frame_size(0xFFFF, s_.config.max_message_size);
         const std::size_t slack = std::size_t{1} << 20;
         return frame > SIZE_MAX - slack ? SIZE_MAX : frame + slack;  // saturates on a 32-bit size_t
+    }
+
+    // Read backpressure, only where reading costs memory: a peer whose
+    // answers wait in its queue is not read further into a frame that
+    // would take the queue and the receive buffer together past
+    // queue_limit(). Small frames (under Conversation::min_room) are always
+    // read, so a peer that never reads is still seen asking and dropped at
+    // the respond; a paused one that takes nothing is dropped by the stall
+    // timer (queue_full). Reading resumes when the peer reads.
+    bool read_paused(const Connection& c) const noexcept {
+        if (!c.conv.wants_write()) return false;
+        const std::size_t frame = c.conv.receiving();
+        if (frame < Conversation::min_room) return false;
+        const std::size_t limit = queue_limit();
+        return c.conv.queued() >= limit || frame > limit - c.conv.queued();
     }
 
     void accept() {
@@ -3161,6 +3423,7 @@ private:
             // Over: nothing more is read (or buffered) from it, only its
             // `close ok` written.
             if (c.conv.state() == Conversation::State::closed) break;
+            if (read_paused(c)) break;  // flush() below leaves POLLIN out
             std::size_t room = 0;
             auto n = receive(c.fd.get(), c.conv, room);
             if (!n) {
@@ -3205,11 +3468,13 @@ private:
                     c.conv.after_large_frame();  // a large frame's buffer goes before the reducer answers
                     if (s_.config.flush_ack_before_reducer) flush(c);
                     if (!c.dead && c.conv.state() == Conversation::State::ready) {
+                        echo_ = nullptr;  // (one left by a reducer that threw is not sent)
                         on_message(c, scratch_);
+                        settle(true);
                         now_ = now_ms();  // the reducer may have taken long: what is written next is stamped now
                     }
                     // A large message's copy is not kept for the next one.
-                    if (scratch_.content().capacity() > keep_scratch) std::string().swap(scratch_.content());
+                    if (scratch_.content().capacity() > large_content) std::string().swap(scratch_.content());
                     break;
                 case Conversation::Event::closed: return;  // flush() drops it once `close ok` is out
                 case Conversation::Event::started:
@@ -3348,7 +3613,7 @@ private:
     std::vector<Connection*> timers_;  // the heap
     std::size_t dead_ = 0;             // dropped, not swept yet
     Message scratch_;                  // the message being reduced
-    static constexpr std::size_t keep_scratch = std::size_t{1} << 20;
+    Connection* echo_ = nullptr;       // answered with scratch_ itself; see respond()
     std::int64_t now_ = 0;
     std::int64_t last_activity_ = 0;
     std::int64_t shutdown_deadline_ = 0;
@@ -3540,6 +3805,10 @@ private:
                                             auto* t = static_cast<Target*>(ctx);
                                             t->core->respond(*t->conn, m);
                                         },
+                                        [](void* ctx, Message& m) {
+                                            auto* t = static_cast<Target*>(ctx);
+                                            t->core->respond(*t->conn, std::move(m));
+                                        },
                                         target};
         detail::ServerCore& core = *core_;
         core.process([&](detail::Connection& c, const Message& m) {
@@ -3551,7 +3820,7 @@ private:
             carry_.get() = std::move(next.carry());
             switch (next.kind()) {
                 case Continuation<Carry>::Kind::respond:
-                    if (next.has_message()) core.respond(c, next.message());
+                    if (next.has_message()) core.respond(c, std::move(next.message()));
                     break;
                 case Continuation<Carry>::Kind::close: core.close_client(c); break;
                 case Continuation<Carry>::Kind::stop: core.begin_shutdown(); break;

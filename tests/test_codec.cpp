@@ -280,6 +280,73 @@ TEST_CASE("decoder: shrink() in the middle of a frame keeps its media type") {
     CHECK(out == text("hello"));
 }
 
+TEST_CASE("decoder: a large content is received into its own string and handed to the message without a copy") {
+    std::string content(64 << 10, '\0');
+    for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 31 + (i >> 10));
+    const ipc::Message big = ipc::Message::make("application/octet-stream", content).value();
+    const std::string stream = frame_of(big) + frame_of(text("next"));
+    ipc::Decoder decoder;
+    decoder.set_direct_threshold(1024);
+    ipc::Decoder::Frame frame;
+    // A sixteenth of the content (and the header): from then on it goes to its own string.
+    const std::size_t first = 2 + 24 + 4 + content.size() / 16;
+    decoder.feed(stream.data(), first - 1);
+    REQUIRE(decoder.next(frame) == Status::need_more);
+    CHECK(decoder.capacity() < content.size());
+    decoder.feed(stream.data() + first - 1, 1);
+    REQUIRE(decoder.next(frame) == Status::need_more);
+    CHECK(decoder.capacity() >= content.size());
+    CHECK(decoder.buffered() == first);
+    CHECK(decoder.wanted() == frame_of(big).size());
+    // The rest and the next frame in one commit, into more room than that.
+    const std::size_t rest = stream.size() - first;
+    std::memcpy(decoder.prepare(rest + 100), stream.data() + first, rest);
+    decoder.commit(rest);
+    REQUIRE(decoder.next(frame) == Status::message);
+    CHECK(frame.media_type() == "application/octet-stream");
+    REQUIRE(frame.content().size() == content.size());
+    const char* where = frame.content().data();
+    ipc::Message out;
+    ipc::Decoder::store(frame, out);
+    CHECK(out.content().data() == where);  // the same bytes: not copied
+    CHECK(out == big);
+    ipc::Message again;
+    ipc::Decoder::store(frame, again);  // the content went to `out`: a second store copies it
+    CHECK(again == big);
+    REQUIRE(decoder.next(out) == Status::message);
+    CHECK(out == text("next"));
+    CHECK(decoder.next(out) == Status::need_more);
+    CHECK(decoder.buffered() == 0);
+}
+
+TEST_CASE("decoder: a large content's end marker is checked; a liar about a length gets at most 16 times what it sent") {
+    ipc::Decoder decoder;
+    decoder.set_direct_threshold(1024);
+    std::string frame = frame_of(ipc::Message::make("application/octet-stream", std::string(100000, 'x')).value());
+    frame.back() = 'x';
+    ipc::Message out;
+    for (std::size_t at = 0; at < frame.size(); at += 4096) {
+        decoder.feed(frame.data() + at, std::min<std::size_t>(4096, frame.size() - at));
+        if (at + 4096 < frame.size()) REQUIRE(decoder.next(out) == Status::need_more);
+    }
+    REQUIRE(decoder.next(out) == Status::error);
+    CHECK(decoder.last_error() == ipc::Errc::malformed_frame);
+
+    ipc::Decoder liar(64u << 20);
+    std::string head = frame_head("text/plain", 64u << 20);
+    liar.feed(head);
+    std::size_t sent = head.size();
+    for (int i = 0; i < 300; ++i) {  // 4.7 MiB: past a sixteenth, so reserved whole at the end
+        const std::string chunk(16384, 'y');
+        liar.feed(chunk);
+        sent += chunk.size();
+        REQUIRE(liar.next(out) == Status::need_more);
+        CHECK(liar.capacity() <= 16 * sent + (std::size_t{64} << 10));
+    }
+    CHECK(liar.buffered() == sent);
+    CHECK(liar.capacity() > (std::size_t{64} << 20));
+}
+
 TEST_CASE("property: random messages round-trip through one stream fed in random chunks") {
     const std::uint64_t seed = test_seed();
     MESSAGE("seed ", seed, " (replay: IPC_HPP_TEST_SEED=", seed, ")");
@@ -304,24 +371,38 @@ TEST_CASE("property: random messages round-trip through one stream fed in random
     }
 
     // Chunks of 1 byte to 64 KiB; after each, take every complete message.
-    ipc::Decoder decoder;
-    ipc::Message out;
-    std::size_t received = 0;
-    std::size_t mismatches = 0;
-    for (std::size_t at = 0; at < stream.size();) {
-        const std::size_t n = std::min(stream.size() - at, std::max<std::size_t>(1, log_uniform_size(rng, 65536)));
-        decoder.feed(stream.data() + at, n);
-        at += n;
-        Status status;
-        while ((status = decoder.next(out)) == Status::message) {
-            if (received >= sent.size() || out != sent[received]) ++mismatches;
-            ++received;
+    // Once as the default decoder (1 MiB contents only go to their own
+    // string), once with contents of 4 KiB and more received into their own
+    // string, half the chunks through prepare()/commit() with more room than
+    // the chunk (or than the frame's rest).
+    for (const std::size_t direct : {ipc::detail::large_content, std::size_t{4096}}) {
+        CAPTURE(direct);
+        ipc::Decoder decoder;
+        decoder.set_direct_threshold(direct);
+        ipc::Message out;
+        std::size_t received = 0;
+        std::size_t mismatches = 0;
+        for (std::size_t at = 0; at < stream.size();) {
+            const std::size_t n = std::min(stream.size() - at, std::max<std::size_t>(1, log_uniform_size(rng, 65536)));
+            if (rng() % 2 == 0) {
+                decoder.feed(stream.data() + at, n);
+            } else {
+                std::memcpy(decoder.prepare(n + rng() % 4096), stream.data() + at, n);
+                decoder.commit(n);
+            }
+            at += n;
+            CHECK(decoder.buffered() <= at);
+            Status status;
+            while ((status = decoder.next(out)) == Status::message) {
+                if (received >= sent.size() || out != sent[received]) ++mismatches;
+                ++received;
+            }
+            REQUIRE(status == Status::need_more);
         }
-        REQUIRE(status == Status::need_more);
+        CHECK(mismatches == 0);
+        CHECK(received == sent.size());
+        CHECK(decoder.buffered() == 0);
     }
-    CHECK(mismatches == 0);
-    CHECK(received == sent.size());
-    CHECK(decoder.buffered() == 0);
 
     const auto elapsed = std::chrono::steady_clock::now() - started;
     MESSAGE(stream.size(), " bytes in ", std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(), " ms");

@@ -29,9 +29,17 @@ void feed(Conversation& c, std::string_view bytes, std::int64_t now) {
     c.heard(now);
 }
 
+// Everything queued, in the order it goes out.
+std::string queued_bytes(const Conversation& c) {
+    Conversation::Piece v[3];
+    std::string out;
+    for (std::size_t i = 0, k = c.pieces(v); i < k; ++i) out.append(v[i].data, v[i].size);
+    return out;
+}
+
 // Takes everything queued, as if the socket had taken it all at `now`.
 std::string drain(Conversation& c, std::int64_t now = 0) {
-    std::string out(c.unsent(), c.queued());
+    std::string out = queued_bytes(c);
     c.sent(c.queued(), now);
     return out;
 }
@@ -50,7 +58,7 @@ TEST_CASE("conversation, server: start first; nothing before start ok; the ack i
     CHECK(s.state() == State::ready);
     CHECK(next_event(s) == Event::message);
     CHECK(s.frame().content() == "ping");
-    CHECK(hex(std::string(s.unsent(), s.queued())) == hex(ack_frame()));  // before anyone reduced it
+    CHECK(hex(queued_bytes(s)) == hex(ack_frame()));  // before anyone reduced it
     REQUIRE(s.respond(ipc::Message::text("pong")).has_value());
     CHECK(hex(drain(s)) == hex(ack_frame() + text_frame("pong")));
     CHECK(next_event(s) == Event::none);
@@ -293,6 +301,51 @@ TEST_CASE("conversation: huge periods and timeouts saturate instead of overflowi
     std::size_t released = 0;
     CHECK(s.fire(INT64_MAX - 1, released));
     CHECK(ipc::detail::later(INT64_MAX - 5, 10) == ipc::detail::never);
+}
+
+TEST_CASE("conversation, server: a large response moved in is sent from its own bytes, in three pieces, and the queue counts it") {
+    Conversation s(ipc::detail::Role::server, config_with(), 0);
+    (void)drain(s);
+    feed(s, start_ok_frame() + text_frame("ping"), 1);
+    CHECK(next_event(s) == Event::started);
+    CHECK(next_event(s) == Event::message);
+    std::string content(ipc::detail::large_content + 3, '\0');
+    for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 13 + (i >> 8));
+    const std::string one = ipc::encode(ipc::Message::make("application/octet-stream", content).value()).value();
+    ipc::Message m = ipc::Message::make("application/octet-stream", content).value();
+    const std::string expected = ack_frame() + one + text_frame("after");
+    const char* bytes = m.content().data();
+    REQUIRE(s.respond(std::move(m)).has_value());
+    CHECK(m.content().empty());  // moved, not copied
+    REQUIRE(s.respond(ipc::Message::text("after")).has_value());
+    CHECK(s.queued() == expected.size());
+    Conversation::Piece v[3];
+    REQUIRE(s.pieces(v) == 3);
+    CHECK(v[1].data == bytes);
+    CHECK(v[1].size == content.size());
+    CHECK(queued_bytes(s) == expected);
+    // Taken in odd steps across every boundary: what is left is always the rest.
+    std::size_t at = 0;
+    for (std::size_t step : {std::size_t{7}, std::size_t{1}, std::size_t{200000}, content.size(), std::size_t{1}, std::size_t{3}}) {
+        const std::size_t n = std::min(step, expected.size() - at);
+        s.sent(n, 1);
+        at += n;
+        CHECK(s.queued() == expected.size() - at);
+        CHECK(queued_bytes(s) == expected.substr(at));
+    }
+    s.sent(s.queued(), 1);
+    CHECK_FALSE(s.wants_write());
+    CHECK(s.pieces(v) == 0);
+    // A second large response while one is queued is copied behind it.
+    ipc::Message first = ipc::Message::make("application/octet-stream", content).value();
+    ipc::Message second = first;
+    REQUIRE(s.respond(std::move(first)).has_value());
+    REQUIRE(s.respond(std::move(second)).has_value());
+    CHECK(first.content().empty());
+    CHECK(second.content() == content);
+    CHECK(s.pieces(v) == 3);
+    CHECK(s.queued() == 2 * one.size());
+    CHECK(drain(s, 1) == one + one);
 }
 
 }  // TEST_SUITE

@@ -746,6 +746,64 @@ TEST_CASE("server: a 16 MiB message round-trips between our client and our serve
     CHECK(starts_with(server.result(5000), "ok 3 "));
 }
 
+// Large responses are queued without a copy (the message being handled,
+// once the reducer returned; an rvalue at once) and sent from their own
+// bytes: what arrives must still be whole and in order.
+TEST_CASE("server: large responses without a copy — the message itself twice, then with a moved one, then before close: whole and in order") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    const ipc::Name name = name_of("big");
+    Child server = spawn([&config, &name]() -> std::string {
+        ipc::Ipc ipc(config);
+        auto s = ipc.listen(name);
+        if (!s) return "listen";
+        auto r = s->serve(0, [](const ipc::Message& m, auto k, int n) {
+            if (m.content() == "stop") return k.stop(n);
+            if (n == 0) {
+                (void)k.respond(n, m);  // the reducer still reads m after this
+                (void)k.respond(n, m);
+                return k.respond(n + 1, ipc::Message::text(std::to_string(m.content().size())));
+            }
+            if (n == 1) {
+                ipc::Message reversed(m.media_type(), std::string(m.content().rbegin(), m.content().rend()));
+                (void)k.respond(n, m);
+                return k.respond(n + 1, std::move(reversed));
+            }
+            (void)k.respond(n, m);
+            return k.close(n + 1);
+        });
+        if (!r) return "serve";
+        return "ok " + std::to_string(r.value());
+    });
+    ipc::Ipc ipc(config);
+    REQUIRE(wait_live(ipc, name));
+    auto p = ipc.get(name);
+    REQUIRE(p.has_value());
+    std::string content(std::size_t{3} << 20, '\0');
+    for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 7) ^ (i >> 11));
+    const ipc::Message big = ipc::Message::make("application/octet-stream", content).value();
+    const std::string reversed(content.rbegin(), content.rend());
+    auto reply = [&p]() -> std::string {
+        auto m = p->wait(ipc::Milliseconds(10000));
+        return m ? m->content() : "error " + std::string(errc_name(m.error().code));
+    };
+    REQUIRE(p->send(big, ipc::Milliseconds(10000)).has_value());
+    CHECK((reply() == content));
+    CHECK((reply() == content));
+    CHECK(reply() == std::to_string(content.size()));
+    REQUIRE(p->send(big, ipc::Milliseconds(10000)).has_value());
+    CHECK((reply() == content));
+    CHECK((reply() == reversed));
+    REQUIRE(p->send(big, ipc::Milliseconds(10000)).has_value());
+    CHECK((reply() == content));
+    CHECK(outcome(p->wait(ipc::Milliseconds(5000))) == "closed");
+    auto q = ipc.get(name);
+    REQUIRE(q.has_value());
+    REQUIRE(q->send(ipc::Message::text("stop"), ipc::Milliseconds(5000)).has_value());
+    CHECK(server.result(10000) == "ok 3");
+}
+
 TEST_CASE("server: a client process killed with SIGKILL is dropped, the carry goes on") {
     Watchdog wd;
     TempDir dir;

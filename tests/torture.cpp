@@ -815,6 +815,103 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
     CHECK(starts_with(server.result(15000), "ok " + carry + " "));
 }
 
+// A process's VmHWM (peak RSS) in KiB, -1 if unknown; reset_peak() starts
+// a new peak from the current RSS (/proc/PID/clear_refs, Linux 4.0).
+long peak_kb(pid_t pid) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/status";
+    FILE* f = std::fopen(path.c_str(), "r");
+    if (f == nullptr) return -1;
+    char line[256];
+    long kb = -1;
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+        if (std::strncmp(line, "VmHWM:", 6) == 0) kb = std::strtol(line + 6, nullptr, 10);
+    }
+    std::fclose(f);
+    return kb;
+}
+bool reset_peak(pid_t pid) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/clear_refs";
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (f == nullptr) return false;
+    const bool ok = std::fputs("5", f) >= 0;
+    return std::fclose(f) == 0 && ok;
+}
+
+// Regression (0.1): a peer that sent large messages and never read cost
+// the server about 3x max_queued_bytes (199 MiB for a 65 MiB bound): the
+// receive buffer, the copy handed to the reducer and the queued answer
+// coexisted, and a next frame was read in while the queue was stuck.
+TEST_CASE("torture 1: a peer that sends 16 MiB echoes and never reads costs the server about one max_queued_bytes, all given back at the drop") {
+    Watchdog wd(60);
+    TempDir dir;
+    ipc::Config config = torture_config(dir.path());
+    config.max_message_size = 16u << 20;  // max_queued_bytes: 0, so 16 MiB + a frame header + 1 MiB
+    config.stall_timeout = ipc::Milliseconds(1000);
+    const std::size_t bound = (std::size_t{16} << 20) + (std::size_t{1} << 20) + 64;
+    const ipc::Name name = name_of("hoard");
+    Child server = spawn(
+        [&config, &name]() -> std::string {
+            ipc::Ipc ipc(config);
+            auto s = ipc.listen(name);
+            if (!s) return "listen";
+            DropCounts drops;
+            s->on_drop(&DropCounts::record, &drops);
+            auto r = s->serve(std::uint64_t{0}, [](const ipc::Message& m, auto k, std::uint64_t n) {
+                if (m.content() == "?stop") return k.stop(n);
+                return k.respond(n + 1, m);  // the echo a user writes: the message it was given
+            });
+            if (!r) return "serve";
+            return "ok drops" + drops.text();
+        },
+        60);
+    ipc::Ipc ipc(config);
+    REQUIRE(wait_live(ipc, name));
+    auto ctl = ipc.get(name);
+    REQUIRE(ctl.has_value());
+    REQUIRE(echo(*ctl, generate(std::size_t{16} << 20, 1)).empty());  // the allocator's first large blocks
+    sleep_ms(200);
+    REQUIRE(reset_peak(server.pid()));
+    const long base = rss_kb(server.pid());
+    const std::string path = ipc.path_of(name);
+    Child hoarder = spawn([&path]() -> std::string {
+        struct sockaddr_un addr {};
+        socklen_t len = 0;
+        if (!fill_address(path, addr, len)) return "address";
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        const int small = 4096;
+        (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        if (fd < 0 || ::connect(fd, reinterpret_cast<const struct sockaddr*>(&addr), len) != 0) return "connect";
+        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+        RawConn c(fd);
+        if (!c.handshake()) return "handshake";
+        const std::string request = frame("application/octet-stream", generate(std::size_t{16} << 20, 2));
+        int err = 0;
+        for (int i = 0; i < 4; ++i) {
+            if (!send_all(c.fd(), request, &err, 10000)) {
+                if (err == EPIPE || err == ECONNRESET) return "dropped after " + std::to_string(i);
+                return "send: errno " + std::to_string(err);
+            }
+        }
+        return "never dropped";
+    }, 30);
+    const std::string hoarded = hoarder.result(20000);
+    CHECK(starts_with(hoarded, "dropped after "));
+    sleep_ms(300);  // the drop's frees and malloc_trim
+    const long peak = peak_kb(server.pid());
+    const long after = rss_kb(server.pid());
+    MESSAGE("torture 1: a 16 MiB hoarder: ", hoarded, "; server VmRSS ", base, " KiB, peak +", peak - base,
+            " KiB (bound ", bound >> 10, " KiB), after the drop +", after - base, " KiB");
+    CHECK(base > 0);
+    // One bound, plus one socket buffer and the 16 KiB read of the next frame.
+    CHECK(peak - base <= static_cast<long>(bound >> 10) + 1024);
+    CHECK(after - base < 2048);
+    REQUIRE(echo(*ctl, "still serving").empty());
+    REQUIRE(ctl->send(ipc::Message::text("?stop"), ipc::Milliseconds(5000)).has_value());
+    const std::string r = server.result(15000);
+    CAPTURE(r);
+    CHECK(r.find("queue_full=1") != std::string::npos);
+}
+
 // ===========================================================================
 // 2. Slow and stuck peers
 // ===========================================================================

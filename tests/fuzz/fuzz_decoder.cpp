@@ -7,7 +7,9 @@
 // The first input byte picks how the rest is cut into chunks; the rest is
 // the byte stream a peer would send. Checked on every input:
 //   - decoding the stream whole and decoding it in chunks give the same
-//     messages and end the same way (need more, or the same error);
+//     messages and end the same way (need more, or the same error), the
+//     chunked decoder taking contents from 16 to 1039 bytes on into their
+//     own string (Decoder::set_direct_threshold);
 //   - every decoded message has a media type the parser accepts as already
 //     canonical, and re-encoding it then decoding again gives it back;
 //   - the decoder never buffers more than what it was fed.
@@ -49,6 +51,10 @@ void drain(Decoder& d, Outcome& out) {
 
 Outcome decode(const std::uint8_t* data, std::size_t size, std::uint8_t cut) {
     Decoder d(1u << 20);  // a small maximum, so oversized frames are exercised
+    // Cut streams also decode large contents into their own string, from a
+    // threshold of 16 to 1039 bytes: the whole stream, decoded the ordinary
+    // way, must agree.
+    if (cut != 0) d.set_direct_threshold(16 + std::size_t{cut} * 4);
     Outcome out;
     std::uint32_t state = cut | 1u;
     std::size_t fed = 0;
