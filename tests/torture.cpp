@@ -52,6 +52,20 @@ namespace {
 #ifndef TORTURE_TSAN
 #define TORTURE_TSAN 0
 #endif
+// Under ASan or TSan the allocator is the sanitizer's: freed memory waits
+// in a quarantine and malloc_trim does nothing, so a process's RSS says
+// little about what the library holds. Memory bounds are then reported,
+// not checked (the ordinary build checks them).
+#if TORTURE_TSAN || defined(__SANITIZE_ADDRESS__)
+#define TORTURE_OWN_ALLOCATOR 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TORTURE_OWN_ALLOCATOR 1
+#endif
+#endif
+#ifndef TORTURE_OWN_ALLOCATOR
+#define TORTURE_OWN_ALLOCATOR 0
+#endif
 
 double torture_scale() {
     const char* e = std::getenv("IPC_HPP_TORTURE_SCALE");
@@ -902,9 +916,13 @@ TEST_CASE("torture 1: a peer that sends 16 MiB echoes and never reads costs the 
     MESSAGE("torture 1: a 16 MiB hoarder: ", hoarded, "; server VmRSS ", base, " KiB, peak +", peak - base,
             " KiB (bound ", bound >> 10, " KiB), after the drop +", after - base, " KiB");
     CHECK(base > 0);
-    // One bound, plus one socket buffer and the 16 KiB read of the next frame.
-    CHECK(peak - base <= static_cast<long>(bound >> 10) + 1024);
-    CHECK(after - base < 2048);
+    if (!TORTURE_OWN_ALLOCATOR) {
+        // One bound, plus the sixteenth of the content read before it gets
+        // its own string (freed, but maybe still resident in the heap), one
+        // socket buffer and the 16 KiB read of the next frame.
+        CHECK(peak - base <= static_cast<long>(bound >> 10) + (16 << 10) / 16 + 1024);
+        CHECK(after - base < 2048);
+    }
     REQUIRE(echo(*ctl, "still serving").empty());
     REQUIRE(ctl->send(ipc::Message::text("?stop"), ipc::Milliseconds(5000)).has_value());
     const std::string r = server.result(15000);
