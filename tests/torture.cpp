@@ -921,7 +921,9 @@ TEST_CASE("torture 1: a peer that sends 16 MiB echoes and never reads costs the 
         // its own string (freed, but maybe still resident in the heap), one
         // socket buffer and the 16 KiB read of the next frame.
         CHECK(peak - base <= static_cast<long>(bound >> 10) + (16 << 10) / 16 + 1024);
-        CHECK(after - base < 2048);
+        // Given back to the system needs malloc_trim (glibc): without it
+        // (the fallback build) the allocator keeps the freed 16 MiB.
+        if (IPC_HPP_HAVE_MALLOC_TRIM) CHECK(after - base < 2048);
     }
     REQUIRE(echo(*ctl, "still serving").empty());
     REQUIRE(ctl->send(ipc::Message::text("?stop"), ipc::Milliseconds(5000)).has_value());
