@@ -841,13 +841,17 @@ inline Error frame_error(std::size_t type_len, const char* where) noexcept {
 }
 // Writes one frame at p, which has room for frame_size(type, content) bytes.
 // Only called once frame_fits() held: the casts below cannot wrap.
-inline void write_frame(char* p, std::string_view type, std::string_view content) noexcept {
+// The header alone (frame_size(type, 0) - 1 bytes): what comes before the content.
+inline void write_head(char* p, std::string_view type, std::size_t content_len) noexcept {
     put_u16(p, static_cast<std::uint16_t>(type.size()));
     if (!type.empty()) std::memcpy(p + 2, type.data(), type.size());
-    p += 2 + type.size();
-    put_u32(p, static_cast<std::uint32_t>(content.size()));
-    if (!content.empty()) std::memcpy(p + 4, content.data(), content.size());
-    p[4 + content.size()] = static_cast<char>(end_marker);
+    put_u32(p + 2 + type.size(), static_cast<std::uint32_t>(content_len));
+}
+inline void write_frame(char* p, std::string_view type, std::string_view content) noexcept {
+    write_head(p, type, content.size());
+    p += 2 + type.size() + 4;
+    if (!content.empty()) std::memcpy(p, content.data(), content.size());
+    p[content.size()] = static_cast<char>(end_marker);
 }
 }  // namespace detail
 
@@ -876,6 +880,22 @@ inline Result<std::string> encode(const Message& m) {
 }
 
 namespace detail {
+// Runs f, which allocates: false when the memory was not there. Only an
+// exception says so; without exceptions, running out aborts, as any
+// std::string does.
+template <class F>
+bool allocated(F&& f) noexcept {
+#if IPC_HPP_HAVE_EXCEPTIONS
+    try {
+        f();
+    } catch (const std::bad_alloc&) {
+        return false;
+    }
+#else
+    f();
+#endif
+    return true;
+}
 // From this size on, a content is received into its own string and a
 // response's content is queued without a copy (and neither is kept for
 // the next message).
@@ -1064,15 +1084,8 @@ public:
     // The same, or nullptr when the memory is not there.
     char* try_prepare(std::size_t n) noexcept {
         if (direct_) {
-#if IPC_HPP_HAVE_EXCEPTIONS
-            try {
-                return body_room(n);
-            } catch (const std::bad_alloc&) {
-                return nullptr;
-            }
-#else
-            return body_room(n);  // (without exceptions, running out aborts, as any std::string does)
-#endif
+            char* p = nullptr;
+            return detail::allocated([&] { p = body_room(n); }) ? p : nullptr;
         }
         compact();
         return buf_.try_reserve_tail(n);
@@ -1241,15 +1254,7 @@ private:
     void begin_direct(std::size_t type_len, std::uint32_t content_len, std::size_t have) {
         head_ = 2 + type_len + 4;
         body_.clear();
-#if IPC_HPP_HAVE_EXCEPTIONS
-        try {
-            body_.reserve(std::size_t{content_len} + 1);
-        } catch (const std::bad_alloc&) {
-            return;
-        }
-#else
-        body_.reserve(std::size_t{content_len} + 1);
-#endif
+        if (!detail::allocated([&] { body_.reserve(std::size_t{content_len} + 1); })) return;
         body_.append(buf_.data() + pos_ + head_, have);
         body_have_ = have;
         body_len_ = content_len;
@@ -1564,42 +1569,39 @@ private:
 #endif
 
 // One send(): bytes written (>= 0, 0 when the socket is full) or -1 with errno.
-inline long send_some(int fd, const char* p, std::size_t n) noexcept {
+// Bytes to write, one of up to three pieces sent in order in one call.
+struct Piece {
+    const char* data;
+    std::size_t size;
+};
+// One send() of one piece, or one sendmsg() of several (a frame around a
+// large content that is sent from its own bytes).
+inline long send_pieces(int fd, const Piece* pieces, std::size_t count) noexcept {
 #if !IPC_HPP_HAVE_MSG_NOSIGNAL
     SigpipeGuard no_sigpipe;
 #endif
+    struct iovec v[3];
+    struct msghdr msg {};
+    if (count > 1) {
+        if (count > 3) count = 3;
+        for (std::size_t i = 0; i < count; ++i) {
+            v[i].iov_base = const_cast<char*>(pieces[i].data);
+            v[i].iov_len = pieces[i].size;
+        }
+        msg.msg_iov = v;
+        msg.msg_iovlen = static_cast<decltype(msg.msg_iovlen)>(count);
+    }
     for (;;) {
-        ssize_t r = ::send(fd, p, n, send_flags());
+        ssize_t r = count > 1 ? ::sendmsg(fd, &msg, send_flags()) : ::send(fd, pieces[0].data, pieces[0].size, send_flags());
         if (r >= 0) return static_cast<long>(r);
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
         return -1;
     }
 }
-
-// The same for pieces written in order in one sendmsg() (a frame around a
-// large content that is sent from its own bytes). P has data and size.
-template <class P>
-long send_pieces(int fd, const P* pieces, std::size_t count) noexcept {
-#if !IPC_HPP_HAVE_MSG_NOSIGNAL
-    SigpipeGuard no_sigpipe;
-#endif
-    struct iovec v[3];
-    if (count > 3) count = 3;
-    for (std::size_t i = 0; i < count; ++i) {
-        v[i].iov_base = const_cast<char*>(pieces[i].data);
-        v[i].iov_len = pieces[i].size;
-    }
-    struct msghdr msg {};
-    msg.msg_iov = v;
-    msg.msg_iovlen = static_cast<decltype(msg.msg_iovlen)>(count);
-    for (;;) {
-        ssize_t r = ::sendmsg(fd, &msg, send_flags());
-        if (r >= 0) return static_cast<long>(r);
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-        return -1;
-    }
+inline long send_some(int fd, const char* p, std::size_t n) noexcept {
+    const Piece one{p, n};
+    return send_pieces(fd, &one, 1);
 }
 
 // One recv(): bytes read, 0 at end of file, -2 when nothing is there, -1 on error.
@@ -2043,7 +2045,7 @@ public:
     // 8 MiB at a time. nullptr when the memory is not there.
     char* room(std::size_t& n) noexcept {
         const std::size_t have = decoder_.buffered();
-        const std::size_t want = decoder_.wanted() > have ? decoder_.wanted() - have : 0;
+        const std::size_t want = receiving() - have;
         std::size_t grant = have > min_room ? have : min_room;
         if (grant > max_room) grant = max_room;
         n = want > grant ? grant : (want > min_room ? want : min_room);
@@ -2094,10 +2096,7 @@ public:
     // What is queued, in order, as up to three pieces: out_ up to body_at_,
     // the content a response moved in (respond(Message&&)), the rest of
     // out_ (that content's end marker first). Without a moved content, one.
-    struct Piece {
-        const char* data;
-        std::size_t size;
-    };
+    using Piece = detail::Piece;
     std::size_t pieces(Piece (&v)[3]) const noexcept {
         std::size_t k = 0;
         std::size_t from = out_off_;
@@ -2175,11 +2174,9 @@ public:
         const std::string_view type = m.media_type().view();
         if (moved_ || m.content().size() < large_content || state_ != State::ready) return respond(static_cast<const Message&>(m));
         if (!frame_fits(type.size(), m.content().size())) return fail(frame_error(type.size(), "respond"));
-        char* p = out_.reserve_tail(2 + type.size() + 4);
-        put_u16(p, static_cast<std::uint16_t>(type.size()));
-        std::memcpy(p + 2, type.data(), type.size());
-        put_u32(p + 2 + type.size(), static_cast<std::uint32_t>(m.content().size()));
-        out_.commit(2 + type.size() + 4);
+        const std::size_t head = frame_size(type.size(), 0) - 1;
+        write_head(out_.reserve_tail(head), type, m.content().size());
+        out_.commit(head);
         body_at_ = out_.size();
         body_ = std::move(m.content());
         body_off_ = 0;
@@ -2465,7 +2462,7 @@ inline Result<Unit> transmit(int fd, Conversation& c, std::int64_t now) {
     while (c.wants_write()) {
         Conversation::Piece v[3];
         const std::size_t k = c.pieces(v);
-        const long n = k == 1 ? send_some(fd, v[0].data, v[0].size) : send_pieces(fd, v, k);
+        const long n = send_pieces(fd, v, k);
         if (n < 0) return fail(io_error(errno, "send"));
         if (n == 0) {  // the socket is full
             c.blocked(now);
@@ -3217,7 +3214,8 @@ public:
     }
 
     // Does the ready work; on_message(Connection&, Message&) is called for
-    // each application message, after its acknowledgement is queued.
+    // each application message, after its acknowledgement is queued, and
+    // returns what to do once its response is queued (After).
     template <class H>
     void process(H&& on_message) {
         if ((pfds_[0].revents & POLLIN) != 0) {
@@ -3250,7 +3248,6 @@ public:
     // Graceful shutdown: stop accepting, `connection close` to everyone.
     void begin_shutdown() {
         if (shutting_down_) return;
-        settle(true);
         shutting_down_ = true;
         s_.stop.requested.store(true, std::memory_order_release);
         shutdown_deadline_ = s_.config.shutdown_timeout.is_forever() ? never : later(now_, s_.config.shutdown_timeout.count());
@@ -3263,12 +3260,14 @@ public:
     // The reducer's close gives the client Config::close_timeout to answer;
     // a shutdown has its own deadline.
     void close_client(Connection& c) {
-        settle(true);  // called once the reducer returned: its response goes first
         if (c.dead) return;
         c.conv.close(now_, !shutting_down_);
         flush(c);
         if (!c.dead) schedule(c);
     }
+
+    // What on_message (process()) asks for once its response is queued.
+    enum class After : unsigned char { proceed, close, stop };
 
     // A response from the reducer, encoded behind the ack. The message
     // being handled, when large, is answered with itself without a copy:
@@ -3332,9 +3331,7 @@ private:
         // A peer that is not reading (the socket refused the last write) and
         // would have more than Config::max_queued_bytes queued is dropped
         // before the response is encoded: its queue never outgrows the bound.
-        const std::size_t need = frame_size(m.media_type().view().size(), m.content().size());
-        const std::size_t limit = queue_limit();
-        if (c.conv.wants_write() && (c.conv.queued() >= limit || need > limit - c.conv.queued())) {
+        if (c.conv.wants_write() && past_limit(c, frame_size(m.media_type().view().size(), m.content().size()))) {
             drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"});
             return;
         }
@@ -3359,11 +3356,12 @@ private:
     // the respond; a paused one that takes nothing is dropped by the stall
     // timer (queue_full). Reading resumes when the peer reads.
     bool read_paused(const Connection& c) const noexcept {
-        if (!c.conv.wants_write()) return false;
-        const std::size_t frame = c.conv.receiving();
-        if (frame < Conversation::min_room) return false;
+        return c.conv.wants_write() && c.conv.receiving() >= Conversation::min_room && past_limit(c, c.conv.receiving());
+    }
+    // Whether `more` bytes on top of what is queued for c pass queue_limit().
+    bool past_limit(const Connection& c, std::size_t more) const noexcept {
         const std::size_t limit = queue_limit();
-        return c.conv.queued() >= limit || frame > limit - c.conv.queued();
+        return c.conv.queued() >= limit || more > limit - c.conv.queued();
     }
 
     void accept() {
@@ -3469,8 +3467,10 @@ private:
                     if (s_.config.flush_ack_before_reducer) flush(c);
                     if (!c.dead && c.conv.state() == Conversation::State::ready) {
                         echo_ = nullptr;  // (one left by a reducer that threw is not sent)
-                        on_message(c, scratch_);
-                        settle(true);
+                        const After after = on_message(c, scratch_);
+                        settle(true);  // the reducer returned: its response goes before a close
+                        if (after == After::close) close_client(c);
+                        if (after == After::stop) begin_shutdown();
                         now_ = now_ms();  // the reducer may have taken long: what is written next is stamped now
                     }
                     // A large message's copy is not kept for the next one.
@@ -3818,15 +3818,17 @@ private:
             IPC_HPP_CONFIG_ASSERT(next.decided(), "the reducer returned a Continuation it did not decide");
             if (!next.decided()) std::abort();
             carry_.get() = std::move(next.carry());
+            using After = detail::ServerCore::After;
             switch (next.kind()) {
                 case Continuation<Carry>::Kind::respond:
                     if (next.has_message()) core.respond(c, std::move(next.message()));
-                    break;
-                case Continuation<Carry>::Kind::close: core.close_client(c); break;
-                case Continuation<Carry>::Kind::stop: core.begin_shutdown(); break;
+                    return After::proceed;
+                case Continuation<Carry>::Kind::close: return After::close;
+                case Continuation<Carry>::Kind::stop: return After::stop;
                 case Continuation<Carry>::Kind::proceed:
                 case Continuation<Carry>::Kind::undecided: break;
             }
+            return After::proceed;
         });
     }
 

@@ -152,21 +152,34 @@ bool starts_with(const std::string& s, std::string_view prefix) { return s.compa
 // Another process, seen from /proc
 // ---------------------------------------------------------------------------
 
-// VmRSS of a process in KiB, -1 if unknown.
-long rss_kb(pid_t pid) {
+// A field of /proc/PID/status in KiB ("VmRSS:", "VmHWM:"), -1 if unknown.
+long status_kb(pid_t pid, const char* field) {
     const std::string path = "/proc/" + std::to_string(pid) + "/status";
     FILE* f = std::fopen(path.c_str(), "r");
     if (f == nullptr) return -1;
+    const std::size_t len = std::strlen(field);
     char line[256];
     long kb = -1;
     while (std::fgets(line, sizeof line, f) != nullptr) {
-        if (std::strncmp(line, "VmRSS:", 6) == 0) {
-            kb = std::strtol(line + 6, nullptr, 10);
+        if (std::strncmp(line, field, len) == 0) {
+            kb = std::strtol(line + len, nullptr, 10);
             break;
         }
     }
     std::fclose(f);
     return kb;
+}
+// VmRSS of a process in KiB, -1 if unknown.
+long rss_kb(pid_t pid) { return status_kb(pid, "VmRSS:"); }
+// Its VmHWM (peak RSS); reset_peak() starts a new peak from the current
+// RSS (/proc/PID/clear_refs, Linux 4.0).
+long peak_kb(pid_t pid) { return status_kb(pid, "VmHWM:"); }
+bool reset_peak(pid_t pid) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/clear_refs";
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (f == nullptr) return false;
+    const bool ok = std::fputs("5", f) >= 0;
+    return std::fclose(f) == 0 && ok;
 }
 
 // Open fds of a process (ls /proc/<pid>/fd), -1 if unknown.
@@ -827,28 +840,6 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
     REQUIRE(ctl->send(ipc::Message::text("?stop"), ipc::Milliseconds(5000)).has_value());
     CHECK(outcome(ctl->wait(ipc::Milliseconds(5000))) == "closed");
     CHECK(starts_with(server.result(15000), "ok " + carry + " "));
-}
-
-// A process's VmHWM (peak RSS) in KiB, -1 if unknown; reset_peak() starts
-// a new peak from the current RSS (/proc/PID/clear_refs, Linux 4.0).
-long peak_kb(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/status";
-    FILE* f = std::fopen(path.c_str(), "r");
-    if (f == nullptr) return -1;
-    char line[256];
-    long kb = -1;
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-        if (std::strncmp(line, "VmHWM:", 6) == 0) kb = std::strtol(line + 6, nullptr, 10);
-    }
-    std::fclose(f);
-    return kb;
-}
-bool reset_peak(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/clear_refs";
-    FILE* f = std::fopen(path.c_str(), "w");
-    if (f == nullptr) return false;
-    const bool ok = std::fputs("5", f) >= 0;
-    return std::fclose(f) == 0 && ok;
 }
 
 // Regression (0.1): a peer that sent large messages and never read cost
