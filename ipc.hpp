@@ -2485,7 +2485,7 @@ class Process {
 public:
     Process(Process&& o) noexcept
         : fd_(std::move(o.fd_)), name_(std::move(o.name_)), config_(std::move(o.config_)), conv_(std::move(o.conv_)),
-          unheard_(o.unheard_), desynchronized_(o.desynchronized_), closed_(o.closed_), moved_(o.moved_) {
+          recv_timeout_(o.recv_timeout_), unheard_(o.unheard_), desynchronized_(o.desynchronized_), closed_(o.closed_), moved_(o.moved_) {
         o.moved_ = true;
     }
     Process& operator=(Process&& o) noexcept {
@@ -2497,6 +2497,7 @@ public:
             name_ = std::move(o.name_);
             config_ = std::move(o.config_);
             conv_ = std::move(o.conv_);
+            recv_timeout_ = o.recv_timeout_;
             unheard_ = o.unheard_;
             desynchronized_ = o.desynchronized_;
             closed_ = o.closed_;
@@ -2749,12 +2750,18 @@ private:
                 if (!t) return t;
             }
             const std::int64_t due = conv_.due();  // after the write: what is due depends on what is still queued
-            // Wait first, then read: a reply is rarely there already, and
-            // this keeps a round trip at one poll() and one recv().
+            const int wait_ms = deadline.poll_timeout(now, due == detail::never ? -1 : (due > now ? due - now : 0));
+            // Nothing to write: wait in recv() itself, so a round trip is
+            // one send() and one recv() (see await_bytes()).
+            if (!conv_.wants_write() && (wait_ms < 0 || wait_ms > recv_slack_ms)) {
+                auto a = await_bytes(wait_ms);
+                if (!a) return a;
+                continue;
+            }
             struct pollfd p {};
             p.fd = fd_.get();
             p.events = events();
-            const int r = ::poll(&p, 1, deadline.poll_timeout(now, due == detail::never ? -1 : (due > now ? due - now : 0)));
+            const int r = ::poll(&p, 1, wait_ms);
             if (r < 0) {
                 if (errno == EINTR) continue;  // what is left is recomputed from the deadline
                 return fail(Errc::io, errno, "poll");
@@ -2775,6 +2782,55 @@ private:
         }
     }
 
+    // Waits in a blocking recv() for what arrives, for at most about
+    // wait_ms (< 0: no limit): the socket's own timeout (SO_RCVTIMEO) ends
+    // it a little early, recv_slack_ms or more, because the kernel rounds
+    // it up to its tick; drive() then polls for what is left, so a deadline
+    // is kept as precisely as by poll(). The timeout is set only when the
+    // one already set does not fit, so a steady loop sets it once. The
+    // socket is made blocking the first time (every other call on it says
+    // MSG_DONTWAIT). Unit when bytes came or the time ran out (drive()
+    // looks at the clock), the error that ends the connection otherwise.
+    static constexpr int recv_slack_ms = 10;
+    Result<Unit> await_bytes(int wait_ms) {
+        std::int64_t want = -1;  // no limit
+        if (wait_ms >= 0) {
+            const std::int64_t slack = wait_ms / 16 > recv_slack_ms ? wait_ms / 16 : recv_slack_ms;
+            want = wait_ms - slack > 0 ? wait_ms - slack : 1;
+        }
+        if (recv_timeout_ == blocking_unknown) {
+            const int fl = ::fcntl(fd_.get(), F_GETFL);
+            if (fl < 0 || ::fcntl(fd_.get(), F_SETFL, fl & ~O_NONBLOCK) != 0) return lost(Error{Errc::socket, errno, "fcntl"});
+            recv_timeout_ = -2;  // blocking, no timeout known
+        }
+        // What is set fits when it ends the wait no later than wanted and
+        // not much sooner (within an eighth).
+        const bool fits = want < 0 ? recv_timeout_ == -1 : (recv_timeout_ >= 0 && recv_timeout_ <= want && recv_timeout_ >= want - want / 8);
+        if (!fits) {
+            const std::int64_t set = want < 0 ? -1 : (want - want / 16 > 0 ? want - want / 16 : 1);
+            struct timeval tv {};
+            if (set > 0) {
+                tv.tv_sec = static_cast<decltype(tv.tv_sec)>(set / 1000);
+                tv.tv_usec = static_cast<decltype(tv.tv_usec)>((set % 1000) * 1000);
+            }
+            if (::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+                return lost(Error{Errc::socket, errno, "setsockopt SO_RCVTIMEO"});
+            recv_timeout_ = set;
+        }
+        std::size_t room = 0;
+        char* p = conv_.room(room);
+        if (p == nullptr) return lost(Error{Errc::io, ENOMEM, "recv: no memory for the frame"});
+        const ssize_t n = ::recv(fd_.get(), p, room, 0);
+        if (n > 0) {
+            conv_.received(static_cast<std::size_t>(n));
+            unheard_ = true;
+            return Unit{};
+        }
+        if (n == 0) return lost(Error{Errc::closed_by_peer, 0, "recv: end of file"});
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Unit{};  // time, or a signal: drive() looks
+        return lost(detail::io_error(errno, "recv"));
+    }
+
     void cut() noexcept {
         closed_ = true;
         fd_.reset();
@@ -2787,6 +2843,10 @@ private:
     Name name_;
     Config config_;
     detail::Conversation conv_;
+    // the socket's SO_RCVTIMEO in ms (await_bytes()): -1 none, -2 not
+    // known, blocking_unknown: the socket is still non-blocking
+    static constexpr std::int64_t blocking_unknown = -3;
+    std::int64_t recv_timeout_ = blocking_unknown;
     bool unheard_ = false;  // bytes arrived since the last clock()
     bool desynchronized_ = false;
     bool closed_ = false;

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <future>
 
+#include <pthread.h>
+
 using namespace ipc_net_test;
 
 namespace {
@@ -378,4 +380,71 @@ TEST_CASE("client: heartbeats never surface between our client and our server") 
     REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
     CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
     CHECK(server.result(5000) == "ok 2 drops=closed");
+}
+
+namespace {
+std::atomic<long> storm_hits{0};
+extern "C" void count_storm(int) { storm_hits.fetch_add(1, std::memory_order_relaxed); }
+}  // namespace
+
+TEST_CASE("client: a blocking wait waits in recv() and keeps its deadline, through a signal storm") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path(), 40);  // heartbeats every 40 ms, both ways
+    ipc::Ipc ipc(config);
+    const ipc::Name name = name_of("srv");
+    Child server = spawn_server(config, name, 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name));
+    auto p = ipc.get(name);
+    REQUIRE(p.has_value());
+    CHECK(ask(*p, "ping") == "pong");
+    // The socket was made blocking for the wait (SO_RCVTIMEO ends it);
+    // every other call on it says MSG_DONTWAIT.
+    CHECK((::fcntl(p->fd(), F_GETFL) & O_NONBLOCK) == 0);
+
+    // Deadlines shorter than, near and longer than the socket's slack: never
+    // early. (Late only by scheduling: the bound is loose on purpose.)
+    for (long t : {5L, 12L, 33L, 90L, 170L}) {
+        Stopwatch sw;
+        CHECK(outcome(p->wait(ipc::Milliseconds(t))) == "timed_out");
+        CHECK(sw.elapsed() >= t);
+        CHECK(sw.elapsed() < t + 400);
+    }
+    CHECK(ask(*p, "ping") == "pong");  // still usable, still paired
+
+    // A storm of signals whose handler does not restart calls: every recv()
+    // is interrupted, the wait goes on to its deadline, and a message that
+    // comes during the storm is received whole.
+    struct sigaction sa {};
+    struct sigaction old {};
+    sa.sa_handler = &count_storm;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART
+    REQUIRE(::sigaction(SIGUSR1, &sa, &old) == 0);
+    const pthread_t waiter = ::pthread_self();
+    std::atomic<bool> storming{true};
+    storm_hits = 0;
+    std::thread storm([&] {
+        while (storming.load()) {
+            ::pthread_kill(waiter, SIGUSR1);
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+    Stopwatch sw;
+    CHECK(outcome(p->wait(ipc::Milliseconds(250))) == "timed_out");
+    CHECK(sw.elapsed() >= 250);
+    CHECK(sw.elapsed() < 250 + 600);
+    CHECK(ask(*p, "ping") == "pong");
+    storming = false;
+    storm.join();
+    CHECK(storm_hits.load() > 10);
+    ::sigaction(SIGUSR1, &old, nullptr);
+
+    // Idle in recv() for several heartbeat periods: the heartbeats both ways
+    // are handled, nothing surfaces, nothing was counted as a message.
+    CHECK(outcome(p->wait(ipc::Milliseconds(300))) == "timed_out");
+    CHECK(ask(*p, "count") == "4");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
+    CHECK(server.result(5000) == "ok 5 drops=closed");
 }
