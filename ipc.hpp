@@ -2094,21 +2094,23 @@ public:
 
     // ---- bytes out --------------------------------------------------------
     // What is queued, in order, as up to three pieces: out_ up to body_at_,
-    // the content a response moved in (respond(Message&&)), the rest of
-    // out_ (that content's end marker first). Without a moved content, one.
+    // a large content sent from its own bytes (moved in, or lent: see
+    // queue_large()), the rest of out_ (that content's end marker first).
+    // Without a large content, one.
     using Piece = detail::Piece;
     std::size_t pieces(Piece (&v)[3]) const noexcept {
         std::size_t k = 0;
         std::size_t from = out_off_;
-        if (moved_) {  // out_off_ <= body_at_ until the moved content is all sent
+        if (moved_) {  // out_off_ <= body_at_ until the large content is all sent
             if (from < body_at_) v[k++] = Piece{out_.data() + from, body_at_ - from};
-            v[k++] = Piece{body_.data() + body_off_, body_.size() - body_off_};
+            const std::string_view b = large();
+            v[k++] = Piece{b.data() + body_off_, b.size() - body_off_};
             from = body_at_;
         }
         if (from < out_.size()) v[k++] = Piece{out_.data() + from, out_.size() - from};
         return k;
     }
-    std::size_t queued() const noexcept { return out_.size() - out_off_ + (moved_ ? body_.size() - body_off_ : 0); }
+    std::size_t queued() const noexcept { return out_.size() - out_off_ + (moved_ ? large().size() - body_off_ : 0); }
     bool wants_write() const noexcept { return out_off_ < out_.size(); }  // a moved content's marker is in out_
     void sent(std::size_t n, std::int64_t now) noexcept {
         last_out_ = now;
@@ -2120,12 +2122,15 @@ public:
             }
             n -= body_at_ - out_off_;
             out_off_ = body_at_;
-            if (n < body_.size() - body_off_) {
+            const std::size_t left = large().size() - body_off_;
+            if (n < left) {
                 body_off_ += n;
                 return;
             }
-            n -= body_.size() - body_off_;
+            n -= left;
             std::string().swap(body_);  // given back as soon as it is out
+            lent_ = {};
+            lending_ = false;
             body_off_ = 0;
             moved_ = false;
         }
@@ -2160,6 +2165,51 @@ public:
         }
         return Unit{};
     }
+    // The same, but a large content is moved into the queue, not copied
+    // (m's content is then empty).
+    Result<Unit> post(Message&& m) {
+        if (!frame_fits(m.media_type().view().size(), m.content().size()))
+            return fail(frame_error(m.media_type().view().size(), "send"));
+        if (state_ != State::ready) return fail(Errc::closed, 0, "send");
+        if (in_flight_) {
+            outbox_.push_back(std::move(m));
+        } else {
+            in_flight_ = true;
+            put(m);
+        }
+        return Unit{};
+    }
+    // The same, for the blocking send: a large content is sent from m's
+    // own bytes, which must stay as they are until unlend().
+    Result<Unit> post_lent(const Message& m) {
+        if (in_flight_ || moved_ || m.content().size() < large_content || state_ != State::ready) return post(m);
+        if (!frame_fits(m.media_type().view().size(), m.content().size()))
+            return fail(frame_error(m.media_type().view().size(), "send"));
+        lending_ = true;
+        lent_ = m.content();
+        queue_large(m.media_type().view());
+        in_flight_ = true;
+        return Unit{};
+    }
+    // What of a lent content is not sent yet is copied (`keep`; without,
+    // the connection is over and it is forgotten): the lender may go.
+    // Without the memory, the conversation fails (its frame cannot be
+    // finished).
+    void unlend(bool keep) {
+        if (!moved_ || !lending_) return;
+        const std::string_view rest = lent_.substr(body_off_);
+        if (!keep || !detail::allocated([&] { body_.assign(rest.data(), rest.size()); })) {
+            lending_ = false;
+            lent_ = {};
+            moved_ = false;
+            if (!keep) return;
+            (void)fail_with(Error{Errc::io, ENOMEM, "send: no memory to keep the unsent rest of a message"});
+            return;
+        }
+        lending_ = false;
+        lent_ = {};
+        body_off_ = 0;
+    }
     // Server: a response, encoded at once behind what is queued (the ack).
     Result<Unit> respond(const Message& m) {
         if (state_ != State::ready) return Unit{};  // closing or over: nothing more is sent
@@ -2174,15 +2224,8 @@ public:
         const std::string_view type = m.media_type().view();
         if (moved_ || m.content().size() < large_content || state_ != State::ready) return respond(static_cast<const Message&>(m));
         if (!frame_fits(type.size(), m.content().size())) return fail(frame_error(type.size(), "respond"));
-        const std::size_t head = frame_size(type.size(), 0) - 1;
-        write_head(out_.reserve_tail(head), type, m.content().size());
-        out_.commit(head);
-        body_at_ = out_.size();
         body_ = std::move(m.content());
-        body_off_ = 0;
-        moved_ = true;
-        const char marker = static_cast<char>(end_marker);
-        out_.append(&marker, 1);
+        queue_large(type);
         return Unit{};
     }
     // Starts the close handshake (either side): `connection close`, then
@@ -2389,14 +2432,38 @@ private:
     // The next posted message goes out once the one in flight is acknowledged.
     void launch() {
         if (in_flight_ || outbox_head_ >= outbox_.size()) return;
-        const Message& m = outbox_[outbox_head_];
-        (void)append_frame(out_, m.media_type().view(), m.content());  // checked by post()
+        put(outbox_[outbox_head_]);
         in_flight_ = true;
         if (++outbox_head_ == outbox_.size()) {
             outbox_.clear();
             outbox_head_ = 0;
         }
     }
+
+    // Queues a posted message (checked by post()): a large content is
+    // moved, unless one is queued already.
+    void put(Message& m) {
+        if (moved_ || m.content().size() < large_content) {
+            (void)append_frame(out_, m.media_type().view(), m.content());
+            return;
+        }
+        body_ = std::move(m.content());
+        queue_large(m.media_type().view());
+    }
+    // The frame of the large content large() names: its header and end
+    // marker go in out_ around it, and it is sent from its own bytes.
+    void queue_large(std::string_view type) {
+        const std::size_t head = frame_size(type.size(), 0) - 1;
+        write_head(out_.reserve_tail(head), type, large().size());
+        out_.commit(head);
+        body_at_ = out_.size();
+        body_off_ = 0;
+        moved_ = true;
+        const char marker = static_cast<char>(end_marker);
+        out_.append(&marker, 1);
+    }
+    // The large content being sent: lent (post_lent()) or body_.
+    std::string_view large() const noexcept { return lending_ ? lent_ : std::string_view(body_); }
 
     Role role_;
     State state_ = State::handshake;
@@ -2409,6 +2476,8 @@ private:
     // a large response content moved in, sent from its own bytes (pieces())
     bool moved_ = false;
     std::string body_;
+    bool lending_ = false;   // it is lent_, not body_
+    std::string_view lent_;  // the caller's, until unlend()
     std::size_t body_off_ = 0;  // of it, sent
     std::size_t body_at_ = 0;   // where in out_ it goes
     Error error_{};
@@ -2581,6 +2650,15 @@ public:
         if (!q) return q;
         return transmit(clock());
     }
+    // The same, but a large content (1 MiB or more) is moved into the
+    // queue, not copied; m's content is then empty.
+    Result<Unit> post(Message&& m) {
+        auto u = usable("post");
+        if (!u) return u;
+        auto q = conv_.post(std::move(m));
+        if (!q) return q;
+        return transmit(clock());
+    }
     // Does the ready work for these revents of fd(): reads what arrived,
     // handles acknowledgements, heartbeats and the server's close, writes
     // what is queued, sends a heartbeat when one is due. Application
@@ -2650,9 +2728,11 @@ private:
         auto u = usable("send");
         if (!u) return u;
         if (conv_.unacknowledged() != 0) return fail(Errc::invalid_argument, 0, "send: posted messages await their ack (use step())");
-        auto q = conv_.post(m);
+        auto q = conv_.post_lent(m);  // a large content is sent from m itself, until this returns
         if (!q) return q;
         auto r = drive(deadline, "send", [this] { return conv_.unacknowledged() == 0; });
+        conv_.unlend(!closed_);
+        if (!closed_ && conv_.state() == detail::Conversation::State::failed) return lost(conv_.error());
         if (!r && r.error() == Errc::timed_out) {
             // The ack (and maybe a reply) may still come: from now on no
             // reply can be paired with its request.

@@ -448,3 +448,68 @@ TEST_CASE("client: a blocking wait waits in recv() and keeps its deadline, throu
     CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
     CHECK(server.result(5000) == "ok 5 drops=closed");
 }
+
+TEST_CASE("client: a large message is sent from the caller's bytes; a send that times out keeps the rest, so the frame still comes out whole") {
+    Watchdog wd;
+    TempDir dir;
+    ipc::Config config = test_config(dir.path());
+    config.flush_ack_before_reducer = true;  // send() returns while the reducer waits at the gate
+    ipc::Ipc ipc(config);
+    const ipc::Name name = name_of("srv");
+    const std::size_t size = 8u << 20;  // far more than the socket buffers hold
+    auto pattern = [](std::size_t i) { return static_cast<char>((i * 31) ^ (i >> 11)); };
+    int gate[2];
+    REQUIRE(::pipe2(gate, O_CLOEXEC) == 0);
+    // The carry counts large contents that arrived intact, and bad ones by 1000.
+    auto reducer = [&](const ipc::Message& m, ipc::Continuation<int> c, int n) {
+        if (m.content() == "hold") {
+            struct pollfd pfd {};
+            pfd.fd = gate[0];
+            pfd.events = POLLIN;
+            char b = 0;
+            (void)(::poll(&pfd, 1, 10000) == 1 && ::read(gate[0], &b, 1) == 1);
+            return c.continue_(n);
+        }
+        bool intact = m.content().size() == size;
+        for (std::size_t i = 0; intact && i < size; ++i) intact = m.content()[i] == pattern(i);
+        return c.respond(n + (intact ? 1 : 1000), ipc::Message::text(intact ? "intact" : "corrupt"));
+    };
+    {
+        ThreadServer<int> server(ipc, name, 0, reducer);
+        REQUIRE(wait_live(ipc, name));
+        auto p = ipc.get(name);
+        REQUIRE(p.has_value());
+
+        // In time: the content goes out of the message itself and arrives whole.
+        std::string content(size, '\0');
+        for (std::size_t i = 0; i < size; ++i) content[i] = pattern(i);
+        {
+            ipc::Message m = ipc::Message::make("application/octet-stream", content).value();
+            REQUIRE(p->send(m, ipc::Milliseconds(10000)).has_value());
+            auto r = p->wait(ipc::Milliseconds(10000));
+            REQUIRE(r.has_value());
+            CHECK(r->content() == "intact");
+        }
+
+        // Out of time: the server is held, the socket fills, send() gives up
+        // (desynchronized); the message is then overwritten and dropped. The
+        // rest was copied when send() returned, so close() finishes the frame
+        // with the original bytes.
+        REQUIRE(p->send(ipc::Message::text("hold"), ipc::Milliseconds(2000)).has_value());
+        {
+            ipc::Message m = ipc::Message::make("application/octet-stream", content).value();
+            auto s = p->send(m, ipc::Milliseconds(200));
+            REQUIRE_FALSE(s.has_value());
+            CHECK(s.error().code == ipc::Errc::timed_out);
+            m.content().assign(size, 'x');
+        }
+        REQUIRE(write_all_fd(gate[1], "x"));
+        CHECK(p->close(ipc::Milliseconds(10000)).has_value());
+        server.stop_handle().request();
+        auto r = server.finish();
+        REQUIRE(r.has_value());
+        CHECK(r.value() == 2);  // both large contents intact
+    }
+    ::close(gate[0]);
+    ::close(gate[1]);
+}

@@ -348,4 +348,72 @@ TEST_CASE("conversation, server: a large response moved in is sent from its own 
     CHECK(drain(s, 1) == one + one);
 }
 
+
+TEST_CASE("conversation, client: a large message is lent (blocking send) or moved (post) into the queue, not copied") {
+    Conversation c(ipc::detail::Role::client, config_with(), 0);
+    feed(c, start_frame(), 1);
+    CHECK(next_event(c) == Event::started);
+    (void)drain(c);
+    std::string content(ipc::detail::large_content + 5, '\0');
+    for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 7 + (i >> 9));
+    const std::string one = ipc::encode(ipc::Message::make("application/octet-stream", content).value()).value();
+
+    // Lent: sent from the caller's bytes; what is not sent when the lender
+    // goes (unlend) is copied, and the frame still comes out whole.
+    ipc::Message lent = ipc::Message::make("application/octet-stream", content).value();
+    REQUIRE(c.post_lent(lent).has_value());
+    CHECK(c.unacknowledged() == 1);
+    CHECK(c.queued() == one.size());
+    const std::size_t head = 2 + std::string_view("application/octet-stream").size() + 4;
+    Conversation::Piece v[3];
+    REQUIRE(c.pieces(v) == 3);  // header, content, end marker
+    CHECK(v[0].size == head);
+    CHECK(v[1].data == lent.content().data());
+    CHECK(v[1].size == content.size());
+    c.sent(head + 1000, 1);  // the header and 1000 bytes of content
+    REQUIRE(c.pieces(v) == 2);
+    CHECK(v[0].data == lent.content().data() + 1000);
+    c.unlend(true);
+    lent.content().assign(content.size(), 'x');  // the lender changes (or drops) its message
+    REQUIRE(c.pieces(v) == 2);
+    CHECK(v[0].data != lent.content().data() + 1000);
+    CHECK(queued_bytes(c) == one.substr(head + 1000));
+    CHECK(drain(c, 2) == one.substr(head + 1000));
+    feed(c, ack_frame(), 3);
+    CHECK(next_event(c) == Event::acknowledged);
+
+    // Lent and all sent before unlend: nothing is copied, nothing is left.
+    ipc::Message again = ipc::Message::make("application/octet-stream", content).value();
+    REQUIRE(c.post_lent(again).has_value());
+    CHECK(drain(c, 4) == one);
+    c.unlend(true);
+    CHECK(c.queued() == 0);
+    feed(c, ack_frame(), 5);
+    CHECK(next_event(c) == Event::acknowledged);
+
+    // Moved (post(Message&&)), also when it waits behind one in flight: its
+    // buffer is the one sent.
+    ipc::Message a = ipc::Message::make("application/octet-stream", content).value();
+    ipc::Message b = ipc::Message::make("application/octet-stream", content).value();
+    const char* b_bytes = b.content().data();
+    REQUIRE(c.post(std::move(a)).has_value());
+    REQUIRE(c.post(std::move(b)).has_value());
+    CHECK(a.content().empty());
+    CHECK(b.content().empty());
+    CHECK(drain(c, 6) == one);
+    feed(c, ack_frame(), 7);
+    CHECK(next_event(c) == Event::acknowledged);
+    REQUIRE(c.pieces(v) == 3);
+    CHECK(v[1].data == b_bytes);
+    CHECK(drain(c, 8) == one);
+
+    // Small ones are copied as before; a lent small one needs no unlend.
+    ipc::Message small = ipc::Message::text("tiny");
+    feed(c, ack_frame(), 9);
+    CHECK(next_event(c) == Event::acknowledged);
+    REQUIRE(c.post_lent(small).has_value());
+    small.content() = "gone";
+    CHECK(drain(c, 10) == text_frame("tiny"));
+}
+
 }  // TEST_SUITE
