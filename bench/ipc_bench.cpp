@@ -481,7 +481,7 @@ char g_tmpdir[256];
 volatile sig_atomic_t g_have_tmpdir = 0;
 
 void remove_tmpdir_signal_safe(const char* dir) noexcept {
-    const char* files[] = {"bench.sock", kRawSocket, kZmqSocket, kNngSocket};
+    const char* files[] = {"bench.sock", "bench.lock", kRawSocket, kZmqSocket, kNngSocket};  // bench.lock: the ipc.hpp server's NAME.lock
     for (const char* f : files) {
         char path[400];
         std::size_t a = std::strlen(dir), b = std::strlen(f);
