@@ -9,6 +9,17 @@
 // both. Each result is one line of `key=value` fields, prefixed by the
 // measure's name; lines starting with '#' are comments. See --help.
 //
+// Peers: where the build found them (meson -Dbench_peers, auto by default;
+// it defines IPC_BENCH_HAVE_ZMQ and IPC_BENCH_HAVE_NNG), the rt_* measures
+// also time ZeroMQ (REQ/REP) and nng (req0/rep0), both over ipc:// sockets in
+// the measure's directory, each with an echo server in its own process
+// pinned like the other two. One client process holds all four connections
+// and runs one block of each in turn, the order rotating from block to
+// block. A peer's line gives its median and p99 against the same raw floor
+// as the ipc.hpp line (ratio=) and ipc_over_peer = ipc.hpp's median / the
+// peer's (below 1: ipc.hpp is faster). The other measures use ipc.hpp and the
+// raw floor only.
+//
 // This binary replaces the global allocator entry points (operator new and
 // delete, and malloc/calloc/realloc/free on glibc) with counting versions
 // that forward to glibc's own allocator, so that heap allocations per round
@@ -20,6 +31,21 @@
 // uses its own mkdtemp() directory, removed at the end.
 
 #include "ipc.hpp"
+
+#if defined(IPC_BENCH_HAVE_ZMQ) && IPC_BENCH_HAVE_ZMQ
+#include <zmq.h>
+#define IPC_BENCH_ZMQ 1
+#else
+#define IPC_BENCH_ZMQ 0
+#endif
+#if defined(IPC_BENCH_HAVE_NNG) && IPC_BENCH_HAVE_NNG
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#define IPC_BENCH_NNG 1
+#else
+#define IPC_BENCH_NNG 0
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -228,6 +254,8 @@ using namespace ipc_hpp;
 
 constexpr const char* kServerName = "bench";
 constexpr const char* kRawSocket = "raw-floor.sock";
+constexpr const char* kZmqSocket = "zeromq.sock";  // the peers' ipc:// endpoints
+constexpr const char* kNngSocket = "nng.sock";
 constexpr std::size_t KiB = 1024;
 constexpr std::size_t MiB = 1024 * 1024;
 
@@ -453,7 +481,7 @@ char g_tmpdir[256];
 volatile sig_atomic_t g_have_tmpdir = 0;
 
 void remove_tmpdir_signal_safe(const char* dir) noexcept {
-    const char* files[] = {"bench.sock", kRawSocket};
+    const char* files[] = {"bench.sock", "bench.lock", kRawSocket, kZmqSocket, kNngSocket};  // bench.lock: the ipc.hpp server's NAME.lock
     for (const char* f : files) {
         char path[400];
         std::size_t a = std::strlen(dir), b = std::strlen(f);
@@ -516,6 +544,8 @@ public:
 
     const std::string& dir() const noexcept { return dir_; }
     std::string raw_path() const { return dir_ + "/" + kRawSocket; }
+    std::string zmq_url() const { return "ipc://" + dir_ + "/" + kZmqSocket; }
+    std::string nng_url() const { return "ipc://" + dir_ + "/" + kNngSocket; }
     bool timed_out() const noexcept { return timed_out_; }
     std::uint64_t deadline() const noexcept { return deadline_; }
 
@@ -934,6 +964,140 @@ int raw_poll_server(int out, const std::string& path, std::size_t size) {
     }
 }
 
+// The peers' echo servers: each receives a message and sends it back as it
+// is, the idiomatic zero-copy echo of its library (the received message
+// object is the one sent). Like the raw server they say "ready" once bound.
+
+// The peers' versions, from the libraries loaded at run time ("" when not built).
+std::string zmq_version_label() {
+#if IPC_BENCH_ZMQ
+    int major = 0, minor = 0, patch = 0;
+    zmq_version(&major, &minor, &patch);
+    return fmt("%d.%d.%d", major, minor, patch);
+#else
+    return "";
+#endif
+}
+std::string nng_version_label() {
+#if IPC_BENCH_NNG
+    return nng_version();
+#else
+    return "";
+#endif
+}
+
+#if IPC_BENCH_ZMQ
+// Reports the failed call's zmq_errno() (read first: nothing in between may touch errno).
+void zmq_fail(const char* role, const char* what, const char* arg = nullptr) {
+    const int e = zmq_errno();
+    std::fprintf(stderr, "ipc_bench: %s: %s%s%s: %s\n", role, what, arg != nullptr ? " " : "", arg != nullptr ? arg : "", zmq_strerror(e));
+}
+
+// A ZeroMQ context (one I/O thread, the default) and one socket, linger 0.
+struct ZmqSocket {
+    void* ctx = nullptr;
+    void* sock = nullptr;
+
+    ZmqSocket() = default;
+    ZmqSocket(const ZmqSocket&) = delete;
+    ZmqSocket& operator=(const ZmqSocket&) = delete;
+    ~ZmqSocket() {
+        if (sock != nullptr) zmq_close(sock);
+        if (ctx != nullptr) zmq_ctx_term(ctx);
+    }
+    bool open(const char* role, int type) {
+        ctx = zmq_ctx_new();
+        if (ctx == nullptr) {
+            zmq_fail(role, "zmq_ctx_new");
+            return false;
+        }
+        sock = zmq_socket(ctx, type);
+        if (sock == nullptr) {
+            zmq_fail(role, "zmq_socket");
+            return false;
+        }
+        int linger = 0;
+        if (zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) != 0) {
+            zmq_fail(role, "zmq_setsockopt(ZMQ_LINGER)");
+            return false;
+        }
+        return true;
+    }
+};
+
+// REP: zmq_msg_recv, then zmq_msg_send of the same zmq_msg_t.
+int zmq_echo_server(int out, const std::string& url) {
+    const char* role = "zeromq server";
+    ZmqSocket z;
+    if (!z.open(role, ZMQ_REP)) return 1;
+    if (zmq_bind(z.sock, url.c_str()) != 0) {
+        zmq_fail(role, "zmq_bind", url.c_str());
+        return 1;
+    }
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    (void)write_str(out, "ready\n");
+    for (;;) {
+        if (zmq_msg_recv(&msg, z.sock, 0) < 0) {
+            if (zmq_errno() == EINTR) continue;
+            zmq_fail(role, "zmq_msg_recv");
+            return 1;
+        }
+        while (zmq_msg_send(&msg, z.sock, 0) < 0) {
+            if (zmq_errno() == EINTR) continue;
+            zmq_fail(role, "zmq_msg_send");
+            return 1;
+        }
+    }
+}
+#endif
+
+#if IPC_BENCH_NNG
+void nng_fail(const char* role, const char* what, int rv) {
+    std::fprintf(stderr, "ipc_bench: %s: %s: %s\n", role, what, nng_strerror(rv));
+}
+
+// nng's NNG_OPT_RECVMAXSZ defaults to 1 MiB and counts the 4-byte request id
+// that req0/rep0 put before the body: a 1 MiB content would be refused (the
+// connection dropped). 0: no limit, as ZeroMQ's default and ipc.hpp's 1 MiB
+// round trips need.
+bool nng_no_recv_limit(const char* role, nng_socket s) {
+    int rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 0);
+    if (rv != 0) nng_fail(role, "nng_socket_set_size(NNG_OPT_RECVMAXSZ)", rv);
+    return rv == 0;
+}
+
+// rep0: nng_recvmsg, then nng_sendmsg of the same nng_msg (its header holds
+// the request's backtrace, which rep0 answers to).
+int nng_echo_server(int out, const std::string& url) {
+    const char* role = "nng server";
+    nng_socket s = NNG_SOCKET_INITIALIZER;
+    int rv = nng_rep0_open(&s);
+    if (rv != 0) {
+        nng_fail(role, "nng_rep0_open", rv);
+        return 1;
+    }
+    if (!nng_no_recv_limit(role, s)) return 1;
+    if ((rv = nng_listen(s, url.c_str(), nullptr, 0)) != 0) {
+        nng_fail(role, ("nng_listen " + url).c_str(), rv);
+        return 1;
+    }
+    (void)write_str(out, "ready\n");
+    for (;;) {
+        nng_msg* msg = nullptr;
+        if ((rv = nng_recvmsg(s, &msg, 0)) != 0) {
+            nng_fail(role, "nng_recvmsg", rv);
+            return 1;
+        }
+        if ((rv = nng_sendmsg(s, msg, 0)) != 0) {
+            nng_msg_free(msg);
+            nng_fail(role, "nng_sendmsg", rv);
+            return 1;
+        }
+    }
+}
+#endif
+
 // ===========================================================================
 // Client building blocks
 // ===========================================================================
@@ -1003,6 +1167,118 @@ struct RawClient {
     }
 };
 
+#if IPC_BENCH_ZMQ
+// REQ: zmq_send from the payload, zmq_recv into a preallocated buffer (the
+// shape of ipc.hpp's send + wait_into and of the raw client). Both copy:
+// zmq_send into a new zmq_msg_t, zmq_recv out of the received one. The
+// zero-copy alternative (zmq_msg_init_data + zmq_msg_send, zmq_msg_recv into
+// a zmq_msg_t) measured the same at 16 B and about a third less at 1 MiB
+// (~490 against ~730 us same_cpu, a quick check on a 2 vCPU VM).
+struct ZmqClient {
+    ZmqSocket z;
+    const char* out = nullptr;
+    std::size_t out_size = 0;
+    std::vector<char> in;
+
+    bool open(const std::string& url, const std::string& payload) {
+        if (!z.open("zeromq client", ZMQ_REQ)) return false;
+        if (zmq_connect(z.sock, url.c_str()) != 0) {  // asynchronous: the first send waits for the connection
+            zmq_fail("zeromq client", "zmq_connect", url.c_str());
+            return false;
+        }
+        out = payload.data();
+        out_size = payload.size();
+        in.resize(payload.size());
+        return true;
+    }
+    bool round_trip() {
+        int s = zmq_send(z.sock, out, out_size, 0);
+        if (s < 0 || static_cast<std::size_t>(s) != out_size) {
+            zmq_fail("zeromq client", "zmq_send");
+            return false;
+        }
+        int r = zmq_recv(z.sock, in.data(), in.size(), 0);  // returns the message's size, even when truncated
+        if (r < 0) {
+            zmq_fail("zeromq client", "zmq_recv");
+            return false;
+        }
+        if (static_cast<std::size_t>(r) != in.size()) {
+            std::fprintf(stderr, "ipc_bench: zeromq client: response of %d bytes, expected %zu\n", r, in.size());
+            return false;
+        }
+        return true;
+    }
+    bool echoed(const std::string& payload) const { return std::memcmp(in.data(), payload.data(), payload.size()) == 0; }
+};
+#endif
+
+#if IPC_BENCH_NNG
+// req0 with one nng_msg reused: nng_sendmsg hands it over, nng_recvmsg
+// gives the reply, which (its header cleared: it holds the request id)
+// is the next request. nng_send/nng_recv with fixed buffers would copy the
+// content both ways and allocate a message per send: nng_send copies into a
+// new nng_msg, nng_recv copies out of the received one and frees it.
+struct NngClient {
+    nng_socket sock = NNG_SOCKET_INITIALIZER;
+    bool opened = false;
+    nng_msg* msg = nullptr;
+    std::size_t size = 0;
+
+    NngClient() = default;
+    NngClient(const NngClient&) = delete;
+    NngClient& operator=(const NngClient&) = delete;
+    ~NngClient() {
+        if (msg != nullptr) nng_msg_free(msg);
+        if (opened) nng_close(sock);
+    }
+    bool open(const std::string& url, const std::string& payload, std::uint64_t deadline_ns) {
+        const char* role = "nng client";
+        int rv = nng_req0_open(&sock);
+        if (rv != 0) {
+            nng_fail(role, "nng_req0_open", rv);
+            return false;
+        }
+        opened = true;
+        if (!nng_no_recv_limit(role, sock)) return false;
+        for (;;) {  // synchronous dial; the server is already listening, retried all the same
+            rv = nng_dial(sock, url.c_str(), nullptr, 0);
+            if (rv == 0) break;
+            if ((rv != NNG_ECONNREFUSED && rv != NNG_ENOENT) || now_ns() >= deadline_ns) {
+                nng_fail(role, ("nng_dial " + url).c_str(), rv);
+                return false;
+            }
+            sleep_ms(1);
+        }
+        size = payload.size();
+        if ((rv = nng_msg_alloc(&msg, size)) != 0) {
+            nng_fail(role, "nng_msg_alloc", rv);
+            return false;
+        }
+        std::memcpy(nng_msg_body(msg), payload.data(), size);
+        return true;
+    }
+    bool round_trip() {
+        nng_msg_header_clear(msg);
+        int rv = nng_sendmsg(sock, msg, 0);
+        if (rv != 0) {  // the message is still ours
+            nng_fail("nng client", "nng_sendmsg", rv);
+            return false;
+        }
+        msg = nullptr;
+        if ((rv = nng_recvmsg(sock, &msg, 0)) != 0) {
+            nng_fail("nng client", "nng_recvmsg", rv);
+            return false;
+        }
+        if (nng_msg_len(msg) != size) {
+            std::fprintf(stderr, "ipc_bench: nng client: response of %zu bytes, expected %zu\n", nng_msg_len(msg), size);
+            return false;
+        }
+        return true;
+    }
+    bool echoed(const std::string& payload) const { return std::memcmp(nng_msg_body(msg), payload.data(), payload.size()) == 0; }
+};
+#endif
+
 Result<Process> connect_ipc(const std::string& dir, std::uint64_t deadline_ns) {
     Ipc ipc(config_for(dir));
     std::uint64_t now = now_ns();
@@ -1037,16 +1313,43 @@ struct RtSpec {
     std::vector<int> server_cpus, client_cpus;
 };
 
+// The connections of an rt_* client, by index: ipc.hpp and the raw floor,
+// then the peers that were built.
+enum RtPeer : int { kRtIpc = 0, kRtRaw = 1, kRtZmq = 2, kRtNng = 3 };
+
+// What an rt_* measure prints for a peer that was not built.
+[[maybe_unused]] std::string peer_not_built(const std::string& name, const char* peer, const char* package) {
+#if defined(IPC_BENCH_PEERS_DISABLED) && IPC_BENCH_PEERS_DISABLED
+    (void)package;
+    return fmt("%s_%s skipped=not_built (-Dbench_peers=disabled)\n", name.c_str(), peer);
+#else
+    return fmt("%s_%s skipped=not_built (%s absent at build time)\n", name.c_str(), peer, package);
+#endif
+}
+
 bool measure_rt(const RtSpec& spec) {
     Run run(spec.name, default_deadline());
     const std::string dir = run.dir();
+    // Every server on the same CPUs (spec.server_cpus).
     run.spawn("server-ipc", spec.server_cpus, [&](int out, int) { return ipc_server(out, dir, IpcServerSpec{}); });
-    std::size_t raw = run.spawn("server-raw", spec.server_cpus,
-                                [&](int out, int) { return raw_server(out, run.raw_path(), spec.size, spec.size); });
-    if (!run.wait_text(raw, "ready")) {
-        run.finish();
-        std::printf("%s error=raw_server_not_ready\n", spec.name.c_str());
-        return false;
+    std::vector<std::pair<std::size_t, const char*>> ready;  // servers that say "ready"
+    ready.emplace_back(run.spawn("server-raw", spec.server_cpus,
+                                 [&](int out, int) { return raw_server(out, run.raw_path(), spec.size, spec.size); }),
+                       "raw");
+#if IPC_BENCH_ZMQ
+    ready.emplace_back(run.spawn("server-zeromq", spec.server_cpus, [&](int out, int) { return zmq_echo_server(out, run.zmq_url()); }),
+                       "zeromq");
+#endif
+#if IPC_BENCH_NNG
+    ready.emplace_back(run.spawn("server-nng", spec.server_cpus, [&](int out, int) { return nng_echo_server(out, run.nng_url()); }),
+                       "nng");
+#endif
+    for (const auto& r : ready) {
+        if (!run.wait_text(r.first, "ready")) {
+            run.finish();
+            std::printf("%s error=%s_server_not_ready\n", spec.name.c_str(), r.second);
+            return false;
+        }
     }
     const std::uint64_t deadline = run.deadline();
     std::size_t client = run.spawn("client", spec.client_cpus, [&](int out, int) {
@@ -1066,34 +1369,100 @@ bool measure_rt(const RtSpec& spec) {
         rc.out = payload.data();
         rc.out_size = spec.size;
         rc.in.resize(spec.size);
+        std::vector<int> peers = {kRtIpc, kRtRaw};
+#if IPC_BENCH_ZMQ
+        ZmqClient zc;
+        if (!zc.open(run.zmq_url(), payload)) return 1;
+        peers.push_back(kRtZmq);
+#endif
+#if IPC_BENCH_NNG
+        NngClient nc;
+        if (!nc.open(run.nng_url(), payload, deadline)) return 1;
+        peers.push_back(kRtNng);
+#endif
+        auto round_trip = [&](int peer) -> bool {
+            switch (peer) {
+                case kRtIpc: return ic.round_trip();
+                case kRtRaw: return rc.round_trip();
+#if IPC_BENCH_ZMQ
+                case kRtZmq: return zc.round_trip();
+#endif
+#if IPC_BENCH_NNG
+                case kRtNng: return nc.round_trip();
+#endif
+                default: return false;
+            }
+        };
         const long n = spec.iterations;
         const long block = std::max(1L, std::min(spec.block, n));
-        for (long i = 0; i < block; ++i) {  // warm-up, both sides
-            if (!ic.round_trip() || !rc.round_trip()) return 1;
+        for (long i = 0; i < block; ++i) {  // warm-up, every connection
+            for (int peer : peers) {
+                if (!round_trip(peer)) return 1;
+            }
         }
-        std::vector<std::uint64_t> ti, tr;
-        ti.reserve(static_cast<std::size_t>(n));
-        tr.reserve(static_cast<std::size_t>(n));
-        bool ipc_first = true;
+#if IPC_BENCH_ZMQ
+        if (!zc.echoed(payload)) {
+            std::fprintf(stderr, "ipc_bench: zeromq client: the response is not the request\n");
+            return 1;
+        }
+#endif
+#if IPC_BENCH_NNG
+        if (!nc.echoed(payload)) {
+            std::fprintf(stderr, "ipc_bench: nng client: the response is not the request\n");
+            return 1;
+        }
+#endif
+        // One block of each connection in turn; block k starts with the
+        // k-th connection (mod their number), so that noise lands on all.
+        const std::size_t np = peers.size();
+        std::vector<std::vector<std::uint64_t>> times(np);
+        for (auto& t : times) t.reserve(static_cast<std::size_t>(n));
+        std::size_t first = 0;
         for (long done = 0; done < n; done += block) {
             long b = std::min(block, n - done);
-            for (int half = 0; half < 2; ++half) {
-                bool ipc = (half == 0) == ipc_first;
+            for (std::size_t q = 0; q < np; ++q) {
+                const std::size_t j = (first + q) % np;
+                const int peer = peers[j];
+                std::vector<std::uint64_t>& t = times[j];
                 for (long i = 0; i < b; ++i) {
                     std::uint64_t t0 = now_ns();
-                    if (!(ipc ? ic.round_trip() : rc.round_trip())) return 1;
+                    if (!round_trip(peer)) return 1;
                     std::uint64_t t1 = now_ns();
-                    (ipc ? ti : tr).push_back(t1 - t0);
+                    t.push_back(t1 - t0);
                 }
             }
-            ipc_first = !ipc_first;
+            first = (first + 1) % np;
         }
-        Stats si = stats_of(ti), sr = stats_of(tr);
+        Stats si = stats_of(times[kRtIpc]), sr = stats_of(times[kRtRaw]);
+        const std::string server_cpu = cpus_label(spec.server_cpus), client_cpu = cpus_label(spec.client_cpus);
         std::string line = fmt("%s ipc_us=%.2f raw_us=%.2f ratio=%.2f ipc_p99_us=%.2f raw_p99_us=%.2f p99_ratio=%.2f "
                                "ipc_mean_us=%.2f raw_mean_us=%.2f iterations=%ld server_cpu=%s client_cpu=%s client_api=send+%s\n",
                                spec.name.c_str(), si.median_us, sr.median_us, si.median_us / sr.median_us, si.p99_us, sr.p99_us,
-                               si.p99_us / sr.p99_us, si.mean_us, sr.mean_us, n, cpus_label(spec.server_cpus).c_str(),
-                               cpus_label(spec.client_cpus).c_str(), kClientWait);
+                               si.p99_us / sr.p99_us, si.mean_us, sr.mean_us, n, server_cpu.c_str(), client_cpu.c_str(), kClientWait);
+        // A peer's line: against the same raw floor, and ipc.hpp over the peer.
+        [[maybe_unused]] auto peer_line = [&](std::size_t j, const char* peer, const std::string& version_field, const char* api) {
+            Stats sp = stats_of(times[j]);
+            return fmt("%s_%s peer=%s peer_us=%.2f raw_us=%.2f ratio=%.2f peer_p99_us=%.2f raw_p99_us=%.2f p99_ratio=%.2f "
+                       "ipc_over_peer=%.2f ipc_over_peer_p99=%.2f %s peer_mean_us=%.2f iterations=%ld server_cpu=%s client_cpu=%s "
+                       "transport=ipc %s\n",
+                       spec.name.c_str(), peer, peer, sp.median_us, sr.median_us, sp.median_us / sr.median_us, sp.p99_us, sr.p99_us,
+                       sp.p99_us / sr.p99_us, si.median_us / sp.median_us, si.p99_us / sp.p99_us, version_field.c_str(), sp.mean_us, n,
+                       server_cpu.c_str(), client_cpu.c_str(), api);
+        };
+        std::size_t j = kRtRaw + 1;
+#if IPC_BENCH_ZMQ
+        line += peer_line(j++, "zeromq", "zmq_version=" + zmq_version_label(),
+                          "client_api=zmq_send+zmq_recv server_api=zmq_msg_recv+zmq_msg_send io_threads=1 linger=0");
+#else
+        line += peer_not_built(spec.name, "zeromq", "libzmq3-dev");
+#endif
+#if IPC_BENCH_NNG
+        line += peer_line(j++, "nng", "nng_version=" + nng_version_label(),
+                          "client_api=nng_sendmsg+nng_recvmsg(one_msg_reused) server_api=nng_recvmsg+nng_sendmsg");
+#else
+        line += peer_not_built(spec.name, "nng", "libnng-dev");
+#endif
+        (void)j;
         return write_str(out, line) ? 0 : 1;
     });
     run.wait_eof(client);
@@ -1759,7 +2128,9 @@ void usage(FILE* f) {
                  "\n"
                  "Benchmarks ipc.hpp against a raw AF_UNIX floor measured in the same run, in forked server and\n"
                  "client processes, alternating blocks of ipc.hpp and raw iterations. One line per measure:\n"
-                 "NAME key=value ...; lines starting with '#' are comments.\n"
+                 "NAME key=value ...; lines starting with '#' are comments. The rt_* measures also time ZeroMQ\n"
+                 "and nng as peers where this binary was built with them (meson -Dbench_peers, auto: when\n"
+                 "libzmq3-dev and libnng-dev are found; the '# peers:' comment says which).\n"
                  "\n"
                  "  --quick           a few seconds in all (CI): fewer iterations, 32 MiB of throughput, at most\n"
                  "                    100 clients, 100 idle connections\n"
@@ -1776,6 +2147,14 @@ void usage(FILE* f) {
                  "      k.respond(carry, m) (application/octet-stream); raw: write N bytes, read N bytes back.\n"
                  "      Median and p99 in microseconds, ratio = ipc/raw. same_cpu pins server and client to the\n"
                  "      first CPU; two_cpus pins the server to the first and the client to the second.\n"
+                 "      Peers, one line each after the measure's: NAME_zeromq (REQ/REP, one I/O thread, linger 0;\n"
+                 "      zmq_send + zmq_recv into a buffer) and NAME_nng (req0/rep0; nng_sendmsg + nng_recvmsg of\n"
+                 "      one reused nng_msg), both over ipc:// in the measure's directory, against echo servers\n"
+                 "      (the received message sent back) in their own processes, pinned like the others. The one\n"
+                 "      client process runs a block of each of the four connections in turn, the order rotating\n"
+                 "      each block. peer_us, peer_p99_us: the peer's median and p99; ratio = peer/raw (the raw\n"
+                 "      median of the ipc.hpp line); ipc_over_peer = ipc median/peer median (below 1: ipc.hpp\n"
+                 "      is faster). A peer not built: NAME_zeromq skipped=not_built (...).\n"
                  "  throughput_1MiB, throughput_1MiB_same_cpu (not with --quick)\n"
                  "      1 GiB (32 MiB with --quick) in 1 MiB messages, the server answering a small message;\n"
                  "      GB/s (1e9 bytes/s) of payload, ratio = ipc/raw (higher is better). Server on the first\n"
@@ -1887,6 +2266,10 @@ int main(int argc, char** argv) {
                     "unknown"
 #endif
         );
+        // "# peers: zeromq=4.3.4 nng=1.5.2", "# peers: zeromq=not built, nng=1.5.2"
+        const std::string zv = zmq_version_label(), nv = nng_version_label();
+        const bool both = !zv.empty() && !nv.empty();
+        std::printf("# peers: zeromq=%s%s nng=%s\n", zv.empty() ? "not built" : zv.c_str(), both ? "" : ",", nv.empty() ? "not built" : nv.c_str());
         if (g_ctx.cpus.size() < 2) std::printf("# only one CPU available: the *_two_cpus measures are skipped\n");
         if (g_ctx.nofile < 2 * 1000 + 64) std::printf("# RLIMIT_NOFILE is %ld: 1000 clients need %d fds in one process\n", g_ctx.nofile, 2 * 1000 + 64);
         std::fflush(stdout);
