@@ -1064,7 +1064,7 @@ public:
     void feed(const void* data, std::size_t n) {
         if (direct_) {  // the rest of a large content (and its end marker) goes to its own string
             const std::size_t take = n < direct_left() ? n : direct_left();
-            body_.append(static_cast<const char*>(data), take);
+            if (take != 0) std::memcpy(body_room(take), data, take);
             body_have_ += take;
             data = static_cast<const char*>(data) + take;
             n -= take;
@@ -1103,7 +1103,6 @@ public:
             buf_.append(body_.data() + whole, body_have_ - whole);
             body_have_ = whole;
         }
-        body_.resize(body_have_);
     }
 
     // A content of at least this many bytes that has not all arrived yet is
@@ -1139,12 +1138,12 @@ public:
     }
     // Copies a frame into a message, reusing the message's buffers; a
     // direct frame's content is not copied but exchanged with the message's
-    // (once: the frame's content is then the message's).
+    // (once: the frame's content is then the message's). The message's old
+    // content is kept for the next large frame (see begin_direct()).
     static void store(const Frame& f, Message& out) {
         if (std::string_view(out.type_.value_) != f.type_) out.type_.value_.assign(f.type_.data(), f.type_.size());
         if (f.owned_ != nullptr && f.owned_->data() == f.content_.data()) {
             out.content_.swap(*f.owned_);
-            f.owned_->clear();
         } else {
             out.content_.assign(f.content_.data(), f.content_.size());
         }
@@ -1217,6 +1216,14 @@ public:
         }
     }
     std::size_t capacity() const noexcept { return buf_.capacity() + detail::heap_bytes(body_); }
+    // Room a direct frame has in memory it already holds (a recycled string).
+    std::size_t spare_room() const noexcept { return direct_ && body_.size() > body_have_ ? body_.size() - body_have_ : 0; }
+    // A large string that is done with (a content that was sent): kept for
+    // the next large frame when it is larger than the one kept, until
+    // shrink() or release().
+    void recycle(std::string&& s) noexcept {
+        if (!direct_ && s.capacity() > body_.capacity()) body_.swap(s);
+    }
     // Frees the read buffers when no frame is in progress (idle connections).
     void release() noexcept {
         compact();
@@ -1251,11 +1258,17 @@ private:
     // header is consumed and the receive buffer given back; the type stays
     // in type_ (or plain_). Without the memory, decoding goes on from the
     // receive buffer (which can fail gently, see try_prepare()).
+    // A string kept from before (recycle(), or a message's old content
+    // from store()) that can hold the frame is written over as it is: its
+    // bytes were zeroed once already, and need not be again.
     void begin_direct(std::size_t type_len, std::uint32_t content_len, std::size_t have) {
         head_ = 2 + type_len + 4;
-        body_.clear();
-        if (!detail::allocated([&] { body_.reserve(std::size_t{content_len} + 1); })) return;
-        body_.append(buf_.data() + pos_ + head_, have);
+        if (body_.capacity() < std::size_t{content_len} + 1) {
+            body_.clear();  // (so that reserve() copies nothing)
+            if (!detail::allocated([&] { body_.reserve(std::size_t{content_len} + 1); })) return;
+        }
+        body_have_ = 0;
+        if (have != 0) std::memcpy(body_room(have), buf_.data() + pos_ + head_, have);
         body_have_ = have;
         body_len_ = content_len;
         pos_ = buf_.size();
@@ -1264,11 +1277,14 @@ private:
         direct_ = true;
     }
     std::size_t direct_left() const noexcept { return std::size_t{body_len_} + 1 - body_have_; }
-    // Room at the end of body_ for n more bytes: the string is resized to
-    // it (within what was reserved, unless n runs past the frame), and
-    // commit() cuts it back to what came.
+    // Room in body_ for n more bytes after the body_have_ that came: the
+    // string grows to it (within what was reserved, unless n runs past the
+    // frame) and is not cut back until the frame is complete, so each byte
+    // is zeroed by resize() once, not once per read (a 1 MiB content was
+    // zeroed about five times over: 1.46 M of 1.60 M instructions per round
+    // trip, by callgrind).
     char* body_room(std::size_t n) {
-        body_.resize(body_have_ + n);
+        if (body_.size() < body_have_ + n) body_.resize(body_have_ + n);
         return &body_[body_have_];
     }
     Status next_direct(Frame& out) {
@@ -1299,7 +1315,7 @@ private:
     // a direct frame (see set_direct_threshold): its content, as it arrives
     bool direct_ = false;
     std::string body_;
-    std::size_t body_have_ = 0;  // bytes of body_ that arrived (its size, between calls)
+    std::size_t body_have_ = 0;  // bytes of body_ that arrived (its size is the room given so far)
     std::size_t head_ = 0;       // the frame's header, consumed from buf_
     std::uint32_t body_len_ = 0;
     std::size_t direct_from_ = detail::large_content;
@@ -1383,6 +1399,13 @@ struct Config {
     // Most connections a server keeps; one more is accepted, sent
     // `connection close` and closed at once (DropReason::too_many_connections).
     std::size_t max_connections = 4096;
+    // The first time a connection has this many bytes queued (a large
+    // message, either side), its socket's send buffer is set to this
+    // (SO_SNDBUF: the kernel doubles it, and caps it at net.core.wmem_max).
+    // Measured on a 2 vCPU VM, 1 MiB round trips across two CPUs: about a
+    // third faster than with the default 208 KiB; larger values slowed the
+    // same-CPU case. 0: the kernel's default is left alone.
+    std::size_t send_buffer = 256 * 1024;
 };
 
 // ===========================================================================
@@ -2027,6 +2050,7 @@ public:
           inbox_limit_(config.max_inbox_messages),
           inbox_bytes_limit_(config.max_inbox_bytes != 0 ? config.max_inbox_bytes
                                                          : std::size_t{config.max_message_size} + (std::size_t{1} << 20)),
+          send_buffer_(config.send_buffer),
           since_(now),
           last_in_(now),
           last_out_(now) {
@@ -2047,6 +2071,7 @@ public:
         const std::size_t have = decoder_.buffered();
         const std::size_t want = receiving() - have;
         std::size_t grant = have > min_room ? have : min_room;
+        if (decoder_.spare_room() > grant) grant = decoder_.spare_room();  // memory already there and zeroed
         if (grant > max_room) grant = max_room;
         n = want > grant ? grant : (want > min_room ? want : min_room);
         return decoder_.try_prepare(n);
@@ -2128,7 +2153,10 @@ public:
                 return;
             }
             n -= left;
-            std::string().swap(body_);  // given back as soon as it is out
+            // Kept for the next large frame received (which then needs no
+            // new memory, nor zeroing), until the connection is idle.
+            if (!lending_) decoder_.recycle(std::move(body_));
+            std::string().swap(body_);
             lent_ = {};
             lending_ = false;
             body_off_ = 0;
@@ -2141,6 +2169,14 @@ public:
         }
     }
 
+    // The size to set the socket's send buffer to, once, when that much is
+    // queued (Config::send_buffer); 0 otherwise.
+    std::size_t send_buffer_wanted() noexcept {
+        if (send_buffer_ == 0 || queued() < send_buffer_) return 0;
+        const std::size_t n = send_buffer_;
+        send_buffer_ = 0;
+        return n;
+    }
     // The socket refused the rest at `now`: a server gives up on a peer that
     // takes nothing for Config::stall_timeout (fire() returns false).
     void blocked(std::int64_t now) noexcept {
@@ -2500,6 +2536,7 @@ private:
     std::int64_t stall_;
     std::size_t inbox_limit_;
     std::size_t inbox_bytes_limit_;
+    std::size_t send_buffer_;  // Config::send_buffer, 0 once asked for (send_buffer_wanted())
     std::int64_t since_;  // when the conversation began
     std::int64_t closing_deadline_ = never;
     std::int64_t blocked_since_ = never;  // the socket has refused writes since then, no progress
@@ -2528,6 +2565,10 @@ inline Result<std::size_t> receive(int fd, Conversation& c, std::size_t& room) {
 // rest stays queued, whole frames behind it, for when the socket is writable.
 // `now` stamps what was written, for the heartbeat timer.
 inline Result<Unit> transmit(int fd, Conversation& c, std::int64_t now) {
+    if (const std::size_t b = c.send_buffer_wanted()) {
+        const int v = b > 0x3FFFFFFF ? 0x3FFFFFFF : static_cast<int>(b);
+        (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);  // best effort: the default works too
+    }
     while (c.wants_write()) {
         Conversation::Piece v[3];
         const std::size_t k = c.pieces(v);

@@ -2133,6 +2133,9 @@ std::vector<Measure> catalogue() {
     const long iso = g_opt.iterations > 0 ? g_opt.iterations : 1000;
     m.push_back({"ipc_rt_16B", false, [iso] { return measure_isolated("ipc_rt_16B", true, 16, iso); }});
     m.push_back({"raw_rt_16B", false, [iso] { return measure_isolated("raw_rt_16B", false, 16, iso); }});
+    const long iso_large = g_opt.iterations > 0 ? g_opt.iterations : 100;
+    m.push_back({"ipc_rt_1MiB", false, [iso_large] { return measure_isolated("ipc_rt_1MiB", true, MiB, iso_large); }});
+    m.push_back({"raw_rt_1MiB", false, [iso_large] { return measure_isolated("raw_rt_1MiB", false, MiB, iso_large); }});
     return m;
 }
 
@@ -2191,9 +2194,10 @@ void usage(FILE* f) {
                  "      server RSS growth per idle connection after 1000 connections (100 with --quick) each\n"
                  "      sent one 64 KiB message: (VmRSS idle 1.5 s - VmRSS with 0 connections) / 1000. Only the\n"
                  "      server process's user-space pages: kernel socket memory is not included.\n"
-                 "  ipc_rt_16B, raw_rt_16B (only with --only)\n"
-                 "      warm-up + N untimed 16-byte round trips, both processes on the first CPU: for\n"
-                 "      valgrind --tool=callgrind --trace-children=yes and strace.\n"
+                 "  ipc_rt_16B, raw_rt_16B, ipc_rt_1MiB, raw_rt_1MiB (only with --only)\n"
+                 "      warm-up + N untimed round trips of that size (N = 1000, 100 for 1MiB, unless\n"
+                 "      --iterations), both processes on the first CPU: for valgrind --tool=callgrind\n"
+                 "      --trace-children=yes (bench/callgrind.sh) and strace.\n"
                  "\n"
                  "Exit status: 0 when every measure ran (no thresholds), 1 when something broke, 2 on bad usage.\n");
 }
@@ -2268,7 +2272,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "ipc_bench: no measure named %s; see --help\n", g_opt.only.c_str());
         return 2;
     }
-    const bool isolated = g_opt.only == "ipc_rt_16B" || g_opt.only == "raw_rt_16B";
+    const bool isolated = g_opt.only == "ipc_rt_16B" || g_opt.only == "raw_rt_16B" || g_opt.only == "ipc_rt_1MiB" || g_opt.only == "raw_rt_1MiB";
     if (!isolated) {
         std::printf("# ipc_bench mode=%s ipc_hpp=%d.%d.%d cpus=%zu nofile=%ld compiler=%s\n", g_opt.quick ? "quick" : "full",
                     IPC_HPP_VERSION_MAJOR, IPC_HPP_VERSION_MINOR, IPC_HPP_VERSION_PATCH, g_ctx.cpus.size(), g_ctx.nofile,

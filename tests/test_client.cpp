@@ -513,3 +513,60 @@ TEST_CASE("client: a large message is sent from the caller's bytes; a send that 
     ::close(gate[0]);
     ::close(gate[1]);
 }
+
+namespace {
+int send_buffer_of(int fd) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    return ::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &len) == 0 ? v : -1;
+}
+}  // namespace
+
+TEST_CASE("client: the send buffer grows (Config::send_buffer) once a large message is queued, and only then") {
+    Watchdog wd;
+    TempDir dir;
+    const int fresh = [] {
+        const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        const int v = send_buffer_of(s);
+        ::close(s);
+        return v;
+    }();
+    REQUIRE(fresh > 0);
+    long wmem_max = 0;
+    {
+        FILE* f = std::fopen("/proc/sys/net/core/wmem_max", "r");
+        if (f != nullptr) {
+            if (std::fscanf(f, "%ld", &wmem_max) != 1) wmem_max = 0;
+            std::fclose(f);
+        }
+    }
+    for (const std::size_t setting : {std::size_t{256} << 10, std::size_t{0}}) {
+        CAPTURE(setting);
+        ipc::Config config = test_config(dir.path());
+        config.send_buffer = setting;
+        ipc::Ipc ipc(config);
+        const ipc::Name name = name_of(setting == 0 ? "off" : "on");
+        ThreadServer<int> server(ipc, name, 0, CommandReducer{});
+        REQUIRE(wait_live(ipc, name));
+        auto p = ipc.get(name);
+        REQUIRE(p.has_value());
+        CHECK(ask(*p, "ping") == "pong");
+        CHECK(send_buffer_of(p->fd()) == fresh);  // small messages: the kernel's default
+        const ipc::Message big = ipc::Message::make("application/octet-stream", std::string(std::size_t{1} << 20, 'b')).value();
+        REQUIRE(p->send(big, ipc::Milliseconds(10000)).has_value());
+        auto echoed = p->wait(ipc::Milliseconds(10000));
+        REQUIRE(echoed.has_value());
+        CHECK(echoed.value() == big);
+        if (setting == 0) {
+            CHECK(send_buffer_of(p->fd()) == fresh);
+        } else if (wmem_max >= static_cast<long>(setting)) {
+            CHECK(send_buffer_of(p->fd()) == static_cast<int>(2 * setting));  // the kernel doubles what is set
+        } else {
+            MESSAGE("net.core.wmem_max is " << wmem_max << ": the send buffer is capped there");
+            CHECK(send_buffer_of(p->fd()) >= fresh / 2);
+        }
+        REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+        CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
+        CHECK(server.finish().has_value());
+    }
+}

@@ -319,6 +319,56 @@ TEST_CASE("decoder: a large content is received into its own string and handed t
     CHECK(decoder.buffered() == 0);
 }
 
+TEST_CASE("decoder: a message's old large content is received into again, whole and exact, with no new memory") {
+    ipc::Decoder decoder;
+    decoder.set_direct_threshold(1024);
+    auto big = [](std::size_t size, int seed) {
+        std::string c(size, '\0');
+        for (std::size_t i = 0; i < size; ++i) c[i] = static_cast<char>(i * 17 + static_cast<std::size_t>(seed) * 101 + (i >> 7));
+        return ipc::Message::make("application/octet-stream", c).value();
+    };
+    // Fed in reads of 4 KiB, as a socket would give them, decoded after each.
+    auto receive = [&](const ipc::Message& m, ipc::Message& into) {
+        const std::string f = frame_of(m);
+        ipc::Decoder::Frame frame;
+        Status st = Status::need_more;
+        for (std::size_t at = 0; at < f.size(); at += 4096) {
+            REQUIRE(st == Status::need_more);
+            const std::size_t n = std::min<std::size_t>(4096, f.size() - at);
+            std::memcpy(decoder.prepare(n), f.data() + at, n);
+            decoder.commit(n);
+            st = decoder.next(frame);
+        }
+        REQUIRE(st == Status::message);
+        ipc::Decoder::store(frame, into);
+    };
+    ipc::Message m;  // as a wait_into() loop keeps it
+    receive(big(200000, 1), m);
+    CHECK(m == big(200000, 1));
+    const char* first = m.content().data();
+    receive(big(150000, 2), m);  // its old content is the decoder's now
+    CHECK(m == big(150000, 2));
+    receive(big(120000, 3), m);  // smaller, into the first string: nothing of the old bytes shows
+    CHECK(m.content().data() == first);
+    CHECK(m == big(120000, 3));
+    receive(big(180000, 4), m);
+    CHECK(m == big(180000, 4));
+    receive(big(300000, 5), m);  // larger than what is kept: a new string
+    CHECK(m == big(300000, 5));
+    CHECK(decoder.buffered() == 0);
+
+    // A content that was sent comes back (recycle()) for the next one.
+    std::string sent = big(std::size_t{1} << 20, 6).content();  // larger than any kept
+    const char* kept = sent.data();
+    decoder.recycle(std::move(sent));
+    ipc::Message other;
+    receive(big(90000, 7), other);
+    CHECK(other.content().data() == kept);
+    CHECK(other == big(90000, 7));
+    decoder.release();  // an idle connection gives it all back
+    CHECK(decoder.capacity() == 0);
+}
+
 TEST_CASE("decoder: a large content's end marker is checked; a liar about a length gets at most 16 times what it sent") {
     ipc::Decoder decoder;
     decoder.set_direct_threshold(1024);
