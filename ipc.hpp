@@ -2323,6 +2323,8 @@ public:
 
     // The memory its buffers hold.
     std::size_t capacity() const noexcept { return decoder_.capacity() + out_.capacity() + heap_bytes(body_); }
+    // A large string done with, for the decoder to receive into (Decoder::recycle()).
+    void recycle(std::string&& s) noexcept { decoder_.recycle(std::move(s)); }
     // After a large frame was taken out (server, once frame() was copied):
     // buffers larger than such a frame needs are given back now, not after
     // a period (see Decoder::trim()).
@@ -3672,8 +3674,13 @@ private:
                         if (after == After::stop) begin_shutdown();
                         now_ = now_ms();  // the reducer may have taken long: what is written next is stamped now
                     }
-                    // A large message's copy is not kept for the next one.
-                    if (scratch_.content().capacity() > large_content) std::string().swap(scratch_.content());
+                    // A large message's string is not kept here for the next
+                    // one: its connection's decoder may keep it to receive
+                    // the next large frame into (until it is idle).
+                    if (scratch_.content().capacity() > large_content) {
+                        c.conv.recycle(std::move(scratch_.content()));
+                        std::string().swap(scratch_.content());
+                    }
                     break;
                 case Conversation::Event::closed: return;  // flush() drops it once `close ok` is out
                 case Conversation::Event::started:
