@@ -1112,7 +1112,7 @@ public:
     // A content of at least this many bytes that has not all arrived yet is
     // received straight into its own string, which store() then hands to
     // the message (no copy); a smaller one is decoded from the receive
-    // buffer. 1 MiB unless set.
+    // buffer. 64 KiB (detail::large_content) unless set.
     void set_direct_threshold(std::size_t n) noexcept { direct_from_ = n; }
 
     // A decoded frame, as views into the decoder: valid until the next call
@@ -2586,8 +2586,13 @@ inline Result<std::size_t> receive(int fd, Conversation& c, std::size_t& room) {
 // `now` stamps what was written, for the heartbeat timer.
 inline Result<Unit> transmit(int fd, Conversation& c, std::int64_t now) {
     if (const std::size_t b = c.send_buffer_wanted()) {
+        // Only ever raised (the kernel reports twice what was set): a host
+        // whose default is larger keeps it. Best effort: the default works.
         const int v = b > 0x3FFFFFFF ? 0x3FFFFFFF : static_cast<int>(b);
-        (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);  // best effort: the default works too
+        int have = 0;
+        socklen_t len = sizeof have;
+        if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) == 0 && have / 2 < v)
+            (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
     }
     while (c.wants_write()) {
         Conversation::Piece v[3];
@@ -2641,7 +2646,11 @@ public:
 
     const Name& name() const noexcept { return name_; }
     bool closed() const noexcept { return closed_; }
-    // The socket, for event loops; the Process still owns it.
+    // The socket, for event loops; the Process still owns it. The blocking
+    // calls (get(), send(), wait(), close()) make it blocking and set its
+    // SO_RCVTIMEO, to wait in recv(); every call of ours on it says
+    // MSG_DONTWAIT, so post() and step() never block. Make it non-blocking
+    // again (as event loops do) and the blocking calls wait in poll().
     int fd() const noexcept { return fd_.get(); }
 
     // Sends one message and waits for the server's acknowledgement. When
@@ -2711,7 +2720,7 @@ public:
         if (!q) return q;
         return transmit(clock());
     }
-    // The same, but a large content (1 MiB or more) is moved into the
+    // The same, but a large content (64 KiB or more) is moved into the
     // queue, not copied; m's content is then empty.
     Result<Unit> post(Message&& m) {
         auto u = usable("post");
@@ -2791,8 +2800,15 @@ private:
         if (conv_.unacknowledged() != 0) return fail(Errc::invalid_argument, 0, "send: posted messages await their ack (use step())");
         auto q = conv_.post_lent(m);  // a large content is sent from m itself, until this returns
         if (!q) return q;
-        auto r = drive(deadline, "send", [this] { return conv_.unacknowledged() == 0; });
-        conv_.unlend(!closed_);
+        struct Unlend {  // also when drive() throws (bad_alloc): m may go then
+            Process& p;
+            ~Unlend() { p.conv_.unlend(!p.closed_); }
+        };
+        Result<Unit> r = Unit{};
+        {
+            Unlend unlend{*this};
+            r = drive(deadline, "send", [this] { return conv_.unacknowledged() == 0; });
+        }
         if (!closed_ && conv_.state() == detail::Conversation::State::failed) return lost(conv_.error());
         if (!r && r.error() == Errc::timed_out) {
             // The ack (and maybe a reply) may still come: from now on no
@@ -2894,7 +2910,7 @@ private:
             const int wait_ms = deadline.poll_timeout(now, due == detail::never ? -1 : (due > now ? due - now : 0));
             // Nothing to write: wait in recv() itself, so a round trip is
             // one send() and one recv() (see await_bytes()).
-            if (!conv_.wants_write() && (wait_ms < 0 || wait_ms > recv_slack_ms)) {
+            if (!conv_.wants_write() && recv_timeout_ != poll_only && (wait_ms < 0 || wait_ms > recv_slack_ms)) {
                 auto a = await_bytes(wait_ms);
                 if (!a) return a;
                 continue;
@@ -2968,7 +2984,15 @@ private:
             return Unit{};
         }
         if (n == 0) return lost(Error{Errc::closed_by_peer, 0, "recv: end of file"});
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Unit{};  // time, or a signal: drive() looks
+        if (errno == EINTR) return Unit{};  // a signal: drive() looks at the clock
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            // The time ran out, or someone made the socket non-blocking
+            // again (an event loop given fd()): then it is left so, and
+            // this Process waits in poll() from now on.
+            const int fl = ::fcntl(fd_.get(), F_GETFL);
+            if (fl < 0 || (fl & O_NONBLOCK) != 0) recv_timeout_ = poll_only;
+            return Unit{};
+        }
         return lost(detail::io_error(errno, "recv"));
     }
 
@@ -2985,8 +3009,10 @@ private:
     Config config_;
     detail::Conversation conv_;
     // the socket's SO_RCVTIMEO in ms (await_bytes()): -1 none, -2 not
-    // known, blocking_unknown: the socket is still non-blocking
+    // known, blocking_unknown: the socket is still non-blocking, poll_only:
+    // someone else made it non-blocking (waits use poll())
     static constexpr std::int64_t blocking_unknown = -3;
+    static constexpr std::int64_t poll_only = -4;
     std::int64_t recv_timeout_ = blocking_unknown;
     bool unheard_ = false;  // bytes arrived since the last clock()
     bool desynchronized_ = false;
@@ -3069,7 +3095,7 @@ public:
 
     // Inside serve(), the message is encoded into the client's write queue
     // at once (no copy is kept, so it may be the message being handled or
-    // a temporary). A large one (1 MiB or more) is not copied at all when
+    // a temporary). A large one (64 KiB or more) is not copied at all when
     // it is the message being handled or is passed as an rvalue: its
     // content is queued as it is and sent from its own bytes. A
     // Continuation built by hand keeps a copy instead.
@@ -3399,6 +3425,7 @@ public:
         if (shutting_down_) due = min(due, shutdown_deadline_);
         const bool accepting = !shutting_down_ && now >= accept_paused_until_;
         if (!accepting && !shutting_down_) due = min(due, accept_paused_until_);
+        if (trim_pending()) due = min(due, trimmed_at_ + trim_every_ms);  // see give_back()
         pfds_[1].fd = accepting ? listener_.get() : -1;
         const std::int64_t left = due == never ? -1 : (due > now ? due - now : 0);
         timeout_ms = left > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int>(left);
@@ -3714,7 +3741,7 @@ private:
     void give_back(std::size_t freed) noexcept {
 #if IPC_HPP_HAVE_MALLOC_TRIM
         freed_untrimmed_ += freed;
-        if (freed_untrimmed_ < (std::size_t{1} << 17) || now_ - trimmed_at_ < 50) return;
+        if (!trim_pending() || now_ - trimmed_at_ < trim_every_ms) return;  // (prepare() wakes up for it)
         ::malloc_trim(0);
         freed_untrimmed_ = 0;
         trimmed_at_ = now_;
@@ -3722,6 +3749,8 @@ private:
         (void)freed;
 #endif
     }
+    static constexpr std::int64_t trim_every_ms = 50;
+    bool trim_pending() const noexcept { return freed_untrimmed_ >= (std::size_t{1} << 17); }
 
     void drop(Connection& c, DropReason why, const Error& e) {
         if (c.dead) return;

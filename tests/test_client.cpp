@@ -6,6 +6,7 @@
 #include <future>
 
 #include <pthread.h>
+#include <sys/resource.h>
 
 using namespace ipc_net_test;
 
@@ -444,9 +445,27 @@ TEST_CASE("client: a blocking wait waits in recv() and keeps its deadline, throu
     // are handled, nothing surfaces, nothing was counted as a message.
     CHECK(outcome(p->wait(ipc::Milliseconds(300))) == "timed_out");
     CHECK(ask(*p, "count") == "4");
+
+    // Someone makes fd() non-blocking again (an event loop it was given):
+    // the wait does not spin on EAGAIN, it goes back to poll(), and leaves
+    // the flag as it was set.
+    REQUIRE(::fcntl(p->fd(), F_SETFL, ::fcntl(p->fd(), F_GETFL) | O_NONBLOCK) == 0);
+    auto cpu_ms = [] {
+        struct rusage u {};
+        ::getrusage(RUSAGE_THREAD, &u);
+        return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000L + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000L;
+    };
+    const long cpu0 = cpu_ms();
+    Stopwatch idle;
+    CHECK(outcome(p->wait(ipc::Milliseconds(300))) == "timed_out");
+    CHECK(idle.elapsed() >= 300);
+    CHECK(cpu_ms() - cpu0 < 150);  // spinning takes about all of the 300 ms
+    CHECK((::fcntl(p->fd(), F_GETFL) & O_NONBLOCK) != 0);
+    CHECK(ask(*p, "ping") == "pong");
+
     REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
     CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
-    CHECK(server.result(5000) == "ok 5 drops=closed");
+    CHECK(server.result(5000) == "ok 6 drops=closed");
 }
 
 TEST_CASE("client: a large message is sent from the caller's bytes; a send that times out keeps the rest, so the frame still comes out whole") {
