@@ -282,6 +282,34 @@ inline const char* describe(Errc code) noexcept {
     return "unknown error";
 }
 
+// The enumerator's own name ("timed_out"), for logs and tests; "unknown"
+// for a value outside the enum.
+inline const char* to_string(Errc code) noexcept {
+    switch (code) {
+        case Errc::invalid_name: return "invalid_name";
+        case Errc::invalid_media_type: return "invalid_media_type";
+        case Errc::message_too_large: return "message_too_large";
+        case Errc::path_too_long: return "path_too_long";
+        case Errc::directory: return "directory";
+        case Errc::socket: return "socket";
+        case Errc::name_in_use: return "name_in_use";
+        case Errc::not_found: return "not_found";
+        case Errc::connection_refused: return "connection_refused";
+        case Errc::malformed_frame: return "malformed_frame";
+        case Errc::protocol: return "protocol";
+        case Errc::timed_out: return "timed_out";
+        case Errc::closed_by_peer: return "closed_by_peer";
+        case Errc::closed: return "closed";
+        case Errc::io: return "io";
+        case Errc::permission_denied: return "permission_denied";
+        case Errc::invalid_argument: return "invalid_argument";
+        case Errc::desynchronized: return "desynchronized";
+        case Errc::inbox_full: return "inbox_full";
+        case Errc::insecure_directory: return "insecure_directory";
+    }
+    return "unknown";
+}
+
 // An error: what failed, the errno behind it (0 when none), and a static
 // string naming the step that failed (never null).
 struct Error {
@@ -432,19 +460,19 @@ public:
         return ok_ ? std::move(value_) : static_cast<T>(std::forward<U>(fallback));
     }
 
-    // f(T) -> Either<U, E>
+    // f(T) -> Either<U, E>; on Either<Unit, E>, f() (no argument) too.
     template <class F>
     auto and_then(F&& f) const& {
-        using R = std::decay_t<decltype(f(value_))>;
+        using R = std::decay_t<decltype(call(f, value_))>;
         static_assert(detail::is_either<R>::value, "and_then: f must return an Either");
-        if (ok_) return f(value_);
+        if (ok_) return call(f, value_);
         return R(Failure<E>{error_});
     }
     template <class F>
     auto and_then(F&& f) && {
-        using R = std::decay_t<decltype(f(std::move(value_)))>;
+        using R = std::decay_t<decltype(call(f, std::move(value_)))>;
         static_assert(detail::is_either<R>::value, "and_then: f must return an Either");
-        if (ok_) return f(std::move(value_));
+        if (ok_) return call(f, std::move(value_));
         return R(Failure<E>{std::move(error_)});
     }
     template <class F>
@@ -520,6 +548,16 @@ private:
     static void check(bool cond, const char* msg) {
         IPC_HPP_CONFIG_ASSERT(cond, msg);
         if (!cond) std::abort();
+    }
+    // f(v), or f() when this holds a Unit and f takes no argument.
+    template <class F, class V>
+    static decltype(auto) call(F& f, V&& v) {
+        if constexpr (std::is_same<T, Unit>::value && std::is_invocable<F&>::value) {
+            (void)v;
+            return f();
+        } else {
+            return f(std::forward<V>(v));
+        }
     }
     void destroy() noexcept {
         if (ok_) value_.~T();
@@ -3120,7 +3158,9 @@ public:
         return c;
     }
     [[nodiscard]] Continuation continue_(Carry carry) const { return Continuation(Kind::proceed, std::move(carry), sink_); }
-    [[nodiscard]] Continuation proceed(Carry carry) const { return Continuation(Kind::proceed, std::move(carry), sink_); }
+    [[deprecated("use continue_(carry)")]] [[nodiscard]] Continuation proceed(Carry carry) const {
+        return Continuation(Kind::proceed, std::move(carry), sink_);
+    }
     [[nodiscard]] Continuation close(Carry carry) const { return Continuation(Kind::close, std::move(carry), sink_); }
     [[nodiscard]] Continuation stop(Carry carry) const { return Continuation(Kind::stop, std::move(carry), sink_); }
 
@@ -3205,6 +3245,24 @@ enum class DropReason : unsigned char {
     too_many_connections,  // Config::max_connections were already open
     close_timeout,      // no `close ok` within Config::close_timeout after the reducer's close
 };
+
+// The enumerator's own name ("queue_full"); "unknown" outside the enum.
+inline const char* to_string(DropReason why) noexcept {
+    switch (why) {
+        case DropReason::closed: return "closed";
+        case DropReason::end_of_file: return "end_of_file";
+        case DropReason::io_error: return "io_error";
+        case DropReason::malformed_frame: return "malformed_frame";
+        case DropReason::message_too_large: return "message_too_large";
+        case DropReason::queue_full: return "queue_full";
+        case DropReason::refused: return "refused";
+        case DropReason::shutdown: return "shutdown";
+        case DropReason::handshake_timeout: return "handshake_timeout";
+        case DropReason::too_many_connections: return "too_many_connections";
+        case DropReason::close_timeout: return "close_timeout";
+    }
+    return "unknown";
+}
 
 
 namespace detail {
@@ -4157,6 +4215,12 @@ public:
 
     // Whether a live server has this name.
     bool exist(const Name& name) const { return detail::is_live(config_.directory, name, config_.expect_server_uid); }
+    // The same for a name as a string: false when it is not a valid name
+    // (no server can have it); Name::parse() tells why.
+    bool exist(std::string_view name) const {
+        auto n = Name::parse(name);
+        return n && exist(n.value());
+    }
 
     // Connects now and completes the handshake. The socket file must be a
     // socket (not a link) owned by an expected uid, and so must the process
@@ -4164,6 +4228,18 @@ public:
     // never talks to an impostor. A server that closes before `connection
     // start` refused us (Server::allow_uids): permission_denied too.
     Result<Process> get(const Name& name) const { return get(name, config_.handshake_timeout); }
+    // get(), wait() and listen() also take the name as a string
+    // (ipc.get("server-name")): Errc::invalid_name when it is not one.
+    Result<Process> get(std::string_view name) const { return get(name, config_.handshake_timeout); }
+    Result<Process> get(std::string_view name, Milliseconds timeout) const {
+        return Name::parse(name).and_then([&](const Name& n) { return get(n, timeout); });
+    }
+    Result<Process> wait(std::string_view name, Milliseconds timeout = Milliseconds::forever()) const {
+        return Name::parse(name).and_then([&](const Name& n) { return wait(n, timeout); });
+    }
+    Result<Server> listen(std::string_view name, Milliseconds timeout = Milliseconds::forever()) const {
+        return Name::parse(name).and_then([&](const Name& n) { return listen(n, timeout); });
+    }
     Result<Process> get(const Name& name, Milliseconds timeout) const {
         auto deadline = detail::Deadline::after(timeout);
         std::string path = path_of(name);

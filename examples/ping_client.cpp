@@ -7,11 +7,10 @@
 int main() {
     using namespace ipc_hpp;
     Ipc ipc;
-    auto name = Name::parse("server-name").value();
-    auto reply = ipc.wait(name, Milliseconds(10000))
+    auto reply = ipc.wait("server-name", Milliseconds(10000))
                      .and_then([](Process process) {
                          return process.send(Message::text("ping"), Milliseconds(5000))
-                             .and_then([&](Unit) { return process.wait(Milliseconds(5000)); })
+                             .and_then([&] { return process.wait(Milliseconds(5000)); })
                              .map([&](Message m) {
                                  (void)process.close();
                                  return m;

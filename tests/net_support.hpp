@@ -118,31 +118,9 @@ inline std::string hex(std::string_view bytes) {
     return out;
 }
 
-inline const char* errc_name(ipc::Errc c) {
-    switch (c) {
-        case ipc::Errc::invalid_name: return "invalid_name";
-        case ipc::Errc::invalid_media_type: return "invalid_media_type";
-        case ipc::Errc::message_too_large: return "message_too_large";
-        case ipc::Errc::path_too_long: return "path_too_long";
-        case ipc::Errc::directory: return "directory";
-        case ipc::Errc::socket: return "socket";
-        case ipc::Errc::name_in_use: return "name_in_use";
-        case ipc::Errc::not_found: return "not_found";
-        case ipc::Errc::connection_refused: return "connection_refused";
-        case ipc::Errc::malformed_frame: return "malformed_frame";
-        case ipc::Errc::protocol: return "protocol";
-        case ipc::Errc::timed_out: return "timed_out";
-        case ipc::Errc::closed_by_peer: return "closed_by_peer";
-        case ipc::Errc::closed: return "closed";
-        case ipc::Errc::io: return "io";
-        case ipc::Errc::permission_denied: return "permission_denied";
-        case ipc::Errc::invalid_argument: return "invalid_argument";
-        case ipc::Errc::desynchronized: return "desynchronized";
-        case ipc::Errc::inbox_full: return "inbox_full";
-        case ipc::Errc::insecure_directory: return "insecure_directory";
-    }
-    return "unknown";
-}
+// The error code's short name (the library's own; every outcome() check
+// below spells one out, so they test it too).
+inline const char* errc_name(ipc::Errc c) { return ipc::to_string(c); }
 
 // "value" when r holds a value, else the short name of its error code.
 template <class T>
@@ -150,22 +128,7 @@ std::string outcome(const ipc::Result<T>& r) {
     return r.has_value() ? std::string("value") : std::string(errc_name(r.error().code));
 }
 
-inline const char* drop_name(ipc::DropReason d) {
-    switch (d) {
-        case ipc::DropReason::closed: return "closed";
-        case ipc::DropReason::end_of_file: return "end_of_file";
-        case ipc::DropReason::io_error: return "io_error";
-        case ipc::DropReason::malformed_frame: return "malformed_frame";
-        case ipc::DropReason::message_too_large: return "message_too_large";
-        case ipc::DropReason::queue_full: return "queue_full";
-        case ipc::DropReason::refused: return "refused";
-        case ipc::DropReason::shutdown: return "shutdown";
-        case ipc::DropReason::handshake_timeout: return "handshake_timeout";
-        case ipc::DropReason::too_many_connections: return "too_many_connections";
-        case ipc::DropReason::close_timeout: return "close_timeout";
-    }
-    return "unknown";
-}
+inline const char* drop_name(ipc::DropReason d) { return ipc::to_string(d); }
 
 // ---------------------------------------------------------------------------
 // Frames, encoded independently of ipc.hpp's codec

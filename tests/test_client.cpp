@@ -589,3 +589,31 @@ TEST_CASE("client: the send buffer grows (Config::send_buffer) once a large mess
         CHECK(server.finish().has_value());
     }
 }
+
+TEST_CASE("client: names as strings — get, wait, exist and listen take them, and say invalid_name") {
+    Watchdog wd;
+    TempDir dir;
+    ipc::Ipc ipc(test_config(dir.path()));
+    CHECK(outcome(ipc.get("not.a name")) == "invalid_name");
+    CHECK(outcome(ipc.get("", ipc::Milliseconds(100))) == "invalid_name");
+    CHECK(outcome(ipc.wait("a/b", ipc::Milliseconds(100))) == "invalid_name");
+    CHECK(outcome(ipc.listen("x y")) == "invalid_name");
+    CHECK_FALSE(ipc.exist("bad.name"));
+    CHECK_FALSE(ipc.exist("srv"));
+    CHECK(outcome(ipc.get("srv")) == "not_found");
+
+    auto server = ipc.listen("srv");
+    REQUIRE(server.has_value());
+    std::thread serving([&] { (void)server->serve(0, CommandReducer{}); });
+    auto p = ipc.wait(std::string("srv"), ipc::Milliseconds(5000));
+    REQUIRE(p.has_value());
+    CHECK(p->name().str() == "srv");
+    CHECK(ipc.exist("srv"));
+    CHECK(ipc.exist(std::string_view("srv")));
+    CHECK(ask(*p, "ping") == "pong");
+    auto q = ipc.get("srv");
+    REQUIRE(q.has_value());
+    CHECK(ask(*q, "count") == "2");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    serving.join();
+}

@@ -79,6 +79,22 @@ TEST_CASE("error: every code has its own description") {
     CHECK(seen.size() == 17);
 }
 
+TEST_CASE("error: to_string names each code by its enumerator") {
+    std::set<std::string> seen;
+    const int last = static_cast<int>(Errc::insecure_directory);
+    for (int c = static_cast<int>(Errc::invalid_name); c <= last; ++c) {
+        const std::string n = ipc::to_string(static_cast<Errc>(c));
+        CHECK(n != "unknown");
+        CHECK(n.find(' ') == std::string::npos);
+        seen.insert(n);
+    }
+    CHECK(seen.size() == static_cast<std::size_t>(last));  // codes start at 1: one name each
+    CHECK(std::string(ipc::to_string(Errc::timed_out)) == "timed_out");
+    CHECK(std::string(ipc::to_string(Errc::insecure_directory)) == "insecure_directory");
+    CHECK(std::string(ipc::to_string(static_cast<Errc>(0))) == "unknown");
+    CHECK(std::string(ipc::to_string(static_cast<Errc>(last + 1))) == "unknown");
+}
+
 TEST_CASE("error: what, where and errno in one line") {
     const Error plain{Errc::malformed_frame, 0, "decode"};
     CHECK(std::string(plain.what()) == "malformed frame");
@@ -150,6 +166,18 @@ TEST_CASE("either: and_then / flat_map chain what may fail, and stop at the firs
     Result<Owned> owned = std::make_unique<int>(3);
     auto moved = std::move(owned).and_then([](Owned p) -> Result<Owned> { *p += 1; return p; });
     CHECK(*moved.value() == 4);
+
+    // On Result<Unit>, the next step needs no argument (one that takes the
+    // Unit still works).
+    int steps = 0;
+    auto step = [&steps]() -> Result<ipc::Unit> { ++steps; return ipc::Unit{}; };
+    auto chained = Result<ipc::Unit>(ipc::Unit{}).and_then(step).and_then([&steps] { ++steps; return Result<int>(7); });
+    CHECK(chained.value() == 7);
+    CHECK(steps == 2);
+    Result<ipc::Unit> failed = ipc::fail(Errc::closed, 0, "x");
+    CHECK(failed.and_then(step).error() == Errc::closed);
+    CHECK(steps == 2);
+    CHECK(Result<ipc::Unit>(ipc::Unit{}).and_then([](ipc::Unit) { return Result<int>(1); }).value() == 1);
 }
 
 TEST_CASE("either: transform / map change the value, leave an error alone") {

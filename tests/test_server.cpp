@@ -4,6 +4,8 @@
 // and leaks.
 #include "net_support.hpp"
 
+#include <set>
+
 #include <chrono>
 #include <future>
 
@@ -838,4 +840,18 @@ TEST_CASE("server: a client process killed with SIGKILL is dropped, the carry go
     auto r = server.finish();
     REQUIRE(r.has_value());
     CHECK(r.value() == 2);
+}
+
+TEST_CASE("server: to_string names each drop reason by its enumerator") {
+    std::set<std::string> seen;
+    const int last = static_cast<int>(ipc::DropReason::close_timeout);
+    for (int r = 0; r <= last; ++r) {
+        const std::string n = ipc::to_string(static_cast<ipc::DropReason>(r));
+        CHECK(n != "unknown");
+        seen.insert(n);
+    }
+    CHECK(seen.size() == static_cast<std::size_t>(last + 1));
+    CHECK(std::string(ipc::to_string(ipc::DropReason::queue_full)) == "queue_full");
+    CHECK(std::string(ipc::to_string(ipc::DropReason::too_many_connections)) == "too_many_connections");
+    CHECK(std::string(ipc::to_string(static_cast<ipc::DropReason>(last + 1))) == "unknown");
 }
