@@ -807,8 +807,10 @@ public:
 #endif
     // A text/plain message.
     static Message text(std::string_view content) { return Message(MediaType::text_plain(), std::string(content)); }
-    // One of the six protocol messages.
-    static Message of(Protocol p) { return text(protocol::content(p)); }
+    // One of the six protocol messages (never fails).
+    static Message protocol_message(Protocol p) { return text(protocol::content(p)); }
+    [[deprecated("use Message::protocol_message(p): Message::of(type, content) is the one that validates")]]
+    static Message of(Protocol p) { return protocol_message(p); }
 
     const MediaType& media_type() const noexcept { return type_; }
     const std::string& content() const noexcept { return content_; }
@@ -3359,6 +3361,48 @@ private:
 
 namespace detail {
 
+// Server::on_drop's callable, kept in place: a function and its user
+// pointer, or a small callable object stored in `bytes`.
+class DropHook {
+public:
+    static constexpr std::size_t room = 64;
+    DropHook() = default;
+    DropHook(const DropHook&) = delete;
+    DropHook& operator=(const DropHook&) = delete;
+    ~DropHook() { reset(); }
+
+    void set(void (*f)(void*, const Peer&, DropReason, const Error&), void* user) noexcept {
+        reset();
+        call_ = f;
+        target_ = user;
+    }
+    template <class F>
+    void emplace(F&& f) {
+        using T = std::decay_t<F>;
+        static_assert(sizeof(T) <= room, "on_drop: the callable is larger than detail::DropHook::room; capture a pointer instead");
+        static_assert(alignof(T) <= alignof(std::max_align_t), "on_drop: the callable is over-aligned");
+        reset();
+        target_ = ::new (static_cast<void*>(bytes_)) T(std::forward<F>(f));
+        call_ = [](void* t, const Peer& p, DropReason r, const Error& e) { (*static_cast<T*>(t))(p, r, e); };
+        destroy_ = [](void* t) noexcept { static_cast<T*>(t)->~T(); };
+    }
+    void operator()(const Peer& p, DropReason r, const Error& e) const {
+        if (call_ != nullptr) call_(target_, p, r, e);
+    }
+
+private:
+    void reset() noexcept {
+        if (destroy_ != nullptr) destroy_(target_);
+        destroy_ = nullptr;
+        call_ = nullptr;
+        target_ = nullptr;
+    }
+    alignas(std::max_align_t) unsigned char bytes_[room];
+    void (*call_)(void*, const Peer&, DropReason, const Error&) = nullptr;
+    void (*destroy_)(void*) noexcept = nullptr;
+    void* target_ = nullptr;
+};
+
 struct ServerState {
     ServerState(Name n, std::string p, Config c, Milliseconds t, std::shared_ptr<StopState> st)
         : name(std::move(n)), path(std::move(p)), config(std::move(c)), timeout(t), stop_state(std::move(st)), stop(*stop_state) {}
@@ -3370,8 +3414,7 @@ struct ServerState {
     StopState& stop;  // *stop_state
     bool handle_signals = false;
     std::vector<uid_t> allowed_uids;  // empty: anyone who can open the socket file
-    void (*on_drop)(void*, const Peer&, DropReason, const Error&) = nullptr;
-    void* on_drop_user = nullptr;
+    DropHook on_drop;
 };
 
 // The private directory a server binds in (ServerCore::open): removed, with
@@ -3860,7 +3903,7 @@ private:
     }
 
     void report(const Peer& peer, DropReason why, const Error& e) {
-        if (s_.on_drop != nullptr) s_.on_drop(s_.on_drop_user, peer, why, e);
+        s_.on_drop(peer, why, e);
     }
 
     // Removes dropped connections, keeping conns_ and pfds_ aligned.
@@ -4011,8 +4054,16 @@ public:
     // Told each time a connection is dropped, with the reason. Called on the
     // serving thread; the library itself never prints.
     Server& on_drop(void (*f)(void* user, const Peer&, DropReason, const Error&), void* user = nullptr) noexcept {
-        state()->on_drop = f;
-        state()->on_drop_user = user;
+        state()->on_drop.set(f, user);
+        return *this;
+    }
+    // The same with any callable f(const Peer&, DropReason, const Error&)
+    // (a lambda with captures): kept inside the Server, no heap and no
+    // std::function; up to detail::DropHook::room bytes (a compile error
+    // beyond).
+    template <class F, class = std::enable_if_t<std::is_invocable<std::decay_t<F>&, const Peer&, DropReason, const Error&>::value>>
+    Server& on_drop(F&& f) {
+        state()->on_drop.emplace(std::forward<F>(f));
         return *this;
     }
 

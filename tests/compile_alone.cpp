@@ -47,7 +47,7 @@ int main(int argc, char**) {
 
     auto message = ipc::Message::make("application/json", "{}");
     if (!message || message.value().is_protocol()) return 3;
-    if (ipc::Message::of(ipc::Protocol::heartbeat).protocol() != ipc::Protocol::heartbeat) return 4;
+    if (ipc::Message::protocol_message(ipc::Protocol::heartbeat).protocol() != ipc::Protocol::heartbeat) return 4;
 
     auto frame = ipc::encode(message.value());
     if (!frame || frame.value().size() != ipc::frame_size(16, 2)) return 5;

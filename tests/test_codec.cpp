@@ -72,7 +72,7 @@ TEST_CASE("codec: the six protocol frames") {
                    ipc::Protocol::connection_close_ok, ipc::Protocol::heartbeat, ipc::Protocol::message_received}) {
         std::string frame;
         ipc::encode_to(p, frame);
-        CHECK(frame == frame_of(ipc::Message::of(p)));
+        CHECK(frame == frame_of(ipc::Message::protocol_message(p)));
         const Outcome got = decode_first(frame);
         REQUIRE(got.status == Status::message);
         CHECK(got.message.protocol() == p);

@@ -50,14 +50,14 @@ TEST_CASE("message: the shorthands") {
 }
 
 TEST_CASE("message: the six protocol messages are text/plain with their fixed content") {
-    CHECK(ipc::Message::of(Protocol::connection_start).content() == "innmind/ipc:connection.start");
-    CHECK(ipc::Message::of(Protocol::connection_start_ok).content() == "innmind/ipc:connection.start-ok");
-    CHECK(ipc::Message::of(Protocol::connection_close).content() == "innmind/ipc:connection.close");
-    CHECK(ipc::Message::of(Protocol::connection_close_ok).content() == "innmind/ipc:connection.close-ok");
-    CHECK(ipc::Message::of(Protocol::heartbeat).content() == "innmind/ipc:heartbeat");
-    CHECK(ipc::Message::of(Protocol::message_received).content() == "innmind/ipc:message.received");
+    CHECK(ipc::Message::protocol_message(Protocol::connection_start).content() == "innmind/ipc:connection.start");
+    CHECK(ipc::Message::protocol_message(Protocol::connection_start_ok).content() == "innmind/ipc:connection.start-ok");
+    CHECK(ipc::Message::protocol_message(Protocol::connection_close).content() == "innmind/ipc:connection.close");
+    CHECK(ipc::Message::protocol_message(Protocol::connection_close_ok).content() == "innmind/ipc:connection.close-ok");
+    CHECK(ipc::Message::protocol_message(Protocol::heartbeat).content() == "innmind/ipc:heartbeat");
+    CHECK(ipc::Message::protocol_message(Protocol::message_received).content() == "innmind/ipc:message.received");
     for (Protocol p : all_protocol_messages) {
-        const ipc::Message m = ipc::Message::of(p);
+        const ipc::Message m = ipc::Message::protocol_message(p);
         CHECK(m.media_type().str() == "text/plain");
         CHECK(m.protocol() == p);
         CHECK(m.is_protocol());

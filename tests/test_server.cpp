@@ -855,3 +855,38 @@ TEST_CASE("server: to_string names each drop reason by its enumerator") {
     CHECK(std::string(ipc::to_string(ipc::DropReason::too_many_connections)) == "too_many_connections");
     CHECK(std::string(ipc::to_string(static_cast<ipc::DropReason>(last + 1))) == "unknown");
 }
+
+TEST_CASE("server: on_drop takes a capturing lambda, kept in the Server (no heap), and a later one replaces it") {
+    Watchdog wd;
+    TempDir dir;
+    ipc::Ipc ipc(test_config(dir.path()));
+    std::atomic<int> first{0};
+    std::mutex m;
+    std::vector<std::string> seen;
+    auto configure = [&](ipc::Server& s) {
+        s.on_drop([&first](const ipc::Peer&, ipc::DropReason, const ipc::Error&) { ++first; });
+        std::string tag = "drop:";  // a capture with its own heap state, destroyed with the Server
+        s.on_drop([&m, &seen, tag](const ipc::Peer& peer, ipc::DropReason why, const ipc::Error&) {
+            std::lock_guard<std::mutex> lock(m);
+            seen.push_back(tag + ipc::to_string(why) + (peer.pid == ::getpid() ? ":me" : ":other"));
+        });
+    };
+    {
+        ThreadServer<int> server(ipc, name_of("srv"), 0, CommandReducer{}, ipc::Milliseconds::forever(), configure);
+        REQUIRE(wait_live(ipc, name_of("srv")));
+        {
+            RawConn c = RawConn::connect(dir.file("srv.sock"));
+            REQUIRE(c.valid());
+            Frame f;
+            REQUIRE(c.read_frame(f));  // connection start; then it vanishes
+        }
+        CHECK(eventually([&] {
+            std::lock_guard<std::mutex> lock(m);
+            return !seen.empty();
+        }));
+    }
+    std::lock_guard<std::mutex> lock(m);
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0] == "drop:end_of_file:me");
+    CHECK(first.load() == 0);  // replaced before serving
+}
