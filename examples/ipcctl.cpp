@@ -1,7 +1,9 @@
 // ipcctl — a small tool for scripts and debugging, built on ipc.hpp.
 //
 //   ipcctl [--dir DIR] list
-//   ipcctl [--dir DIR] send NAME MEDIA_TYPE CONTENT [--wait-ms W]
+//   ipcctl [--dir DIR] exist NAME
+//   ipcctl [--dir DIR] wait NAME [--timeout-ms T]
+//   ipcctl [--dir DIR] send NAME MEDIA_TYPE (CONTENT | - | --file F) [--wait-ms W]
 //   ipcctl [--dir DIR] echo NAME [--max N] [--timeout-ms T]
 //
 // Exit status: 0 on success, 1 on a runtime failure, 2 on bad arguments.
@@ -24,8 +26,11 @@ const char* const usage_main =
     "\n"
     "commands:\n"
     "  list                                   names of live servers, one per line\n"
-    "  send NAME MEDIA_TYPE CONTENT [--wait-ms W]\n"
-    "                                         send one message, print the reply's content\n"
+    "  exist NAME                             exit 0 if a live server has NAME, 1 if not\n"
+    "  wait NAME [--timeout-ms T]             exit 0 once a server has NAME (1 after T ms)\n"
+    "  send NAME MEDIA_TYPE (CONTENT | - | --file F) [--wait-ms W]\n"
+    "                                         send one message (- : content from stdin),\n"
+    "                                         print the reply's content\n"
     "  echo NAME [--max N] [--timeout-ms T]   serve NAME, answering each message with itself\n"
     "\n"
     "options:\n"
@@ -37,11 +42,24 @@ const char* const usage_list =
     "Prints the names of the live servers in the directory, one per line.\n"
     "Socket files left by crashed servers are not listed.\n";
 
+const char* const usage_exist =
+    "usage: ipcctl [--dir DIR] exist NAME\n"
+    "Exits 0 when a live server has NAME, 1 when none has (a crashed server's\n"
+    "socket file does not count); prints nothing. Never connects.\n";
+
+const char* const usage_wait =
+    "usage: ipcctl [--dir DIR] wait NAME [--timeout-ms T]\n"
+    "Waits until a server has NAME and answers the handshake (watching the\n"
+    "directory, not polling), then closes properly and exits 0; exits 1 with\n"
+    "one line on stderr after T ms (default: no limit).\n";
+
 const char* const usage_send =
-    "usage: ipcctl [--dir DIR] send NAME MEDIA_TYPE CONTENT [--wait-ms W]\n"
+    "usage: ipcctl [--dir DIR] send NAME MEDIA_TYPE (CONTENT | - | --file F) [--wait-ms W]\n"
     "Waits up to W ms (default 5000) for server NAME, sends one message, waits up\n"
     "to W ms for one reply, writes the reply's content bytes to stdout and closes\n"
-    "the connection properly. Exits non-zero with a one-line error on failure.\n";
+    "the connection properly. The content is CONTENT, or every byte of stdin\n"
+    "(-) or of file F (binary-safe: NUL included). Exits non-zero with a\n"
+    "one-line error on failure.\n";
 
 const char* const usage_echo =
     "usage: ipcctl [--dir DIR] echo NAME [--max N] [--timeout-ms T]\n"
@@ -75,6 +93,63 @@ bool parse_count(const char* s, long long& out) {
 
 bool is_help(const char* a) { return std::strcmp(a, "--help") == 0 || std::strcmp(a, "-h") == 0; }
 
+// Every byte of f (binary-safe), or false with errno.
+bool read_all(std::FILE* f, std::string& out) {
+    char buf[65536];
+    for (;;) {
+        const std::size_t n = std::fread(buf, 1, sizeof buf, f);
+        out.append(buf, n);
+        if (n < sizeof buf) return std::ferror(f) == 0;
+    }
+}
+
+// The one NAME argument of exist and wait, with --timeout-ms for wait.
+int one_name(int argc, char** argv, const char* usage, bool timed, const char*& name, long long& timeout_ms, bool& help) {
+    help = false;
+    for (int i = 0; i < argc; ++i) {
+        if (is_help(argv[i])) {
+            help = true;
+            return 0;
+        }
+        if (timed && std::strcmp(argv[i], "--timeout-ms") == 0) {
+            if (i + 1 >= argc || !parse_count(argv[i + 1], timeout_ms)) return bad_usage("--timeout-ms needs a number of milliseconds", usage);
+            ++i;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            std::fprintf(stderr, "ipcctl: unknown option %s\n%s", argv[i], usage);
+            return 2;
+        } else if (name == nullptr) {
+            name = argv[i];
+        } else {
+            return bad_usage("too many arguments", usage);
+        }
+    }
+    if (name == nullptr) return bad_usage("needs NAME", usage);
+    if (!Name::valid(name)) return bad_usage("NAME must match ^[a-zA-Z0-9_-]+$", usage);
+    return 0;
+}
+
+int cmd_exist(const Ipc& ipc, int argc, char** argv) {
+    const char* name = nullptr;
+    long long unused = -1;
+    bool help = false;
+    if (int rc = one_name(argc, argv, usage_exist, false, name, unused, help); rc != 0 || help)
+        return help ? (std::printf("%s", usage_exist) < 0 ? 1 : 0) : rc;
+    return ipc.exist(name) ? 0 : 1;
+}
+
+int cmd_wait(const Ipc& ipc, int argc, char** argv) {
+    const char* name = nullptr;
+    long long timeout_ms = -1;
+    bool help = false;
+    if (int rc = one_name(argc, argv, usage_wait, true, name, timeout_ms, help); rc != 0 || help)
+        return help ? (std::printf("%s", usage_wait) < 0 ? 1 : 0) : rc;
+    auto process = ipc.wait(name, timeout_ms >= 0 ? Milliseconds(timeout_ms) : Milliseconds::forever());
+    if (!process) return failure(process.error() == Errc::timed_out ? "no server with that name in time" : "wait", process.error());
+    auto closed = process->close();
+    if (!closed) return failure("close", closed.error());
+    return 0;
+}
+
 int cmd_list(const Ipc& ipc, int argc, char** argv) {
     for (int i = 0; i < argc; ++i) {
         if (is_help(argv[i])) return std::printf("%s", usage_list) < 0 ? 1 : 0;
@@ -90,21 +165,38 @@ int cmd_send(const Ipc& ipc, int argc, char** argv) {
     const char* positional[3] = {nullptr, nullptr, nullptr};
     int count = 0;
     long long wait_ms = 5000;
+    const char* file = nullptr;
     for (int i = 0; i < argc; ++i) {
         if (is_help(argv[i])) return std::printf("%s", usage_send) < 0 ? 1 : 0;
         if (std::strcmp(argv[i], "--wait-ms") == 0) {
             if (i + 1 >= argc || !parse_count(argv[i + 1], wait_ms)) return bad_usage("--wait-ms needs a number of milliseconds", usage_send);
             ++i;
+        } else if (std::strcmp(argv[i], "--file") == 0) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0' || file != nullptr) return bad_usage("--file needs one file", usage_send);
+            file = argv[++i];
         } else if (count < 3) {
             positional[count++] = argv[i];
         } else {
             return bad_usage("too many arguments", usage_send);
         }
     }
-    if (count != 3) return bad_usage("send needs NAME, MEDIA_TYPE and CONTENT", usage_send);
+    if (count != (file != nullptr ? 2 : 3))
+        return bad_usage(file != nullptr ? "send --file F needs NAME and MEDIA_TYPE" : "send needs NAME, MEDIA_TYPE and CONTENT", usage_send);
     auto name = Name::parse(positional[0]);
-    if (!name) return failure("send", name.error());
-    auto message = Message::make(positional[1], positional[2]);
+    if (!name) return bad_usage("NAME must match ^[a-zA-Z0-9_-]+$", usage_send);
+    std::string content;
+    if (file != nullptr || std::strcmp(positional[2], "-") == 0) {
+        std::FILE* f = file != nullptr ? std::fopen(file, "rb") : stdin;
+        if (f == nullptr || !read_all(f, content)) {
+            std::fprintf(stderr, "ipcctl: reading %s: %s\n", file != nullptr ? file : "stdin", std::strerror(errno));
+            if (f != nullptr && f != stdin) std::fclose(f);
+            return 1;
+        }
+        if (f != stdin) std::fclose(f);
+    } else {
+        content = positional[2];
+    }
+    auto message = Message::make(positional[1], content);
     if (!message) return failure("send", message.error());
 
     auto process = ipc.wait(name.value(), Milliseconds(wait_ms));
@@ -113,8 +205,8 @@ int cmd_send(const Ipc& ipc, int argc, char** argv) {
     if (!sent) return failure("send", sent.error());
     auto reply = process->wait(Milliseconds(wait_ms));
     if (!reply) return failure("waiting for the reply", reply.error());
-    const std::string& content = reply->content();
-    if (!content.empty() && std::fwrite(content.data(), 1, content.size(), stdout) != content.size()) {
+    const std::string& answer = reply->content();
+    if (!answer.empty() && std::fwrite(answer.data(), 1, answer.size(), stdout) != answer.size()) {
         std::fprintf(stderr, "ipcctl: writing the reply: %s\n", std::strerror(errno));
         return 1;
     }
@@ -195,6 +287,8 @@ int main(int argc, char** argv) {
     int rest = argc - i - 1;
     char** args = argv + i + 1;
     if (command == "list") return cmd_list(ipc, rest, args);
+    if (command == "exist") return cmd_exist(ipc, rest, args);
+    if (command == "wait") return cmd_wait(ipc, rest, args);
     if (command == "send") return cmd_send(ipc, rest, args);
     if (command == "echo") return cmd_echo(ipc, rest, args);
     std::fprintf(stderr, "ipcctl: unknown command %s\n%s", argv[i], usage_main);

@@ -38,14 +38,16 @@ wait_for_name() {
 }
 
 # --help everywhere, exit 0; bad arguments exit 2 with a message.
-for args in "--help" "list --help" "send --help" "echo --help"; do
+for args in "--help" "list --help" "exist --help" "wait --help" "send --help" "echo --help"; do
     # shellcheck disable=SC2086
     "$ipcctl" $args > "$dir/out" 2>&1
     check "ipcctl $args exits 0" 0 $?
     grep -q "usage: ipcctl" "$dir/out"
     check "ipcctl $args prints a usage" 0 $?
 done
-for args in "" "bogus" "send" "send a text/plain" "echo" "--dir" "echo n --max x" "send n text/plain c --wait-ms -1" "--nope list"; do
+for args in "" "bogus" "send" "send a text/plain" "echo" "--dir" "echo n --max x" "send n text/plain c --wait-ms -1" "--nope list" \
+    "exist" "exist a b" "exist bad.name" "wait" "wait n --timeout-ms x" "wait n --bogus" "send bad.name text/plain x" \
+    "send n text/plain --file" "send n text/plain x --file f"; do
     # shellcheck disable=SC2086
     "$ipcctl" $args > /dev/null 2> "$dir/err"
     check "ipcctl $args exits 2" 2 $?
@@ -84,6 +86,42 @@ elapsed=$((($(date +%s%N) - start) / 1000000))
 check "send to a missing server fails" 1 $rc
 check "within its --wait-ms (300 ms, under 3 s)" 1 "$([ "$elapsed" -ge 300 ] && [ "$elapsed" -lt 3000 ] && echo 1 || echo 0)"
 check "with a one-line error" 1 "$(wc -l < "$dir/err")"
+
+# exist and wait: exit codes for scripts; send - and --file: binary-safe.
+"$ipcctl" --dir "$dir" exist nobody
+check "exist on a missing server exits 1" 1 $?
+start=$(date +%s%N)
+"$ipcctl" --dir "$dir" wait nobody --timeout-ms 300 > /dev/null 2> "$dir/err"
+rc=$?
+elapsed=$((($(date +%s%N) - start) / 1000000))
+check "wait on a missing server exits 1 after --timeout-ms" 1 "$([ "$rc" -eq 1 ] && [ "$elapsed" -ge 300 ] && [ "$elapsed" -lt 3000 ] && echo 1 || echo 0)"
+check "with a one-line error" 1 "$(wc -l < "$dir/err")"
+"$ipcctl" --dir "$dir" wait e4 --timeout-ms 10000 > /dev/null 2> "$dir/wait.err" &
+waiter=$!
+sleep 0.2
+"$ipcctl" --dir "$dir" echo e4 > "$dir/e4.out" &
+pids+=($!)
+e4=$!
+wait "$waiter"
+check "wait returns 0 once the server appears" 0 $?
+"$ipcctl" --dir "$dir" exist e4
+check "exist on a live server exits 0" 0 $?
+printf 'a\0b\377\0' > "$dir/bin.in"
+"$ipcctl" --dir "$dir" send e4 application/octet-stream - < "$dir/bin.in" > "$dir/bin.out"
+check "send - exits 0" 0 $?
+cmp -s "$dir/bin.in" "$dir/bin.out"
+check "send - is binary-safe (NUL and 0xFF come back)" 0 $?
+head -c 300000 /dev/urandom > "$dir/big.in"
+"$ipcctl" --dir "$dir" send e4 application/octet-stream --file "$dir/big.in" > "$dir/big.out"
+check "send --file exits 0" 0 $?
+cmp -s "$dir/big.in" "$dir/big.out"
+check "send --file sends the file's bytes (300 kB)" 0 $?
+"$ipcctl" --dir "$dir" send e4 text/plain --file "$dir/missing" > /dev/null 2> "$dir/err"
+check "send --file of a missing file exits 1" 1 $?
+check "with a one-line error" 1 "$(wc -l < "$dir/err")"
+"$ipcctl" --dir "$dir" send e4 text/plain stop > /dev/null 2>&1
+wait "$e4"
+check "the echo server stops on stop" 0 $?
 
 # --max N: stops after answering the Nth message.
 "$ipcctl" --dir "$dir" echo e2 --max 2 > "$dir/e2.out" &

@@ -475,7 +475,7 @@ TEST_CASE("client: a large message is sent from the caller's bytes; a send that 
     config.flush_ack_before_reducer = true;  // send() returns while the reducer waits at the gate
     ipc::Ipc ipc(config);
     const ipc::Name name = name_of("srv");
-    const std::size_t size = 8u << 20;  // far more than the socket buffers hold
+    const std::size_t size = 4u << 20;  // far more than the socket buffers hold
     auto pattern = [](std::size_t i) { return static_cast<char>((i * 31) ^ (i >> 11)); };
     int gate[2];
     REQUIRE(::pipe2(gate, O_CLOEXEC) == 0);
