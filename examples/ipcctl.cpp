@@ -103,16 +103,14 @@ bool read_all(std::FILE* f, std::string& out) {
     }
 }
 
-// The one NAME argument of exist and wait, with --timeout-ms for wait.
-int one_name(int argc, char** argv, const char* usage, bool timed, const char*& name, long long& timeout_ms, bool& help) {
-    help = false;
+// The one NAME argument of exist and wait, with --timeout-ms for wait
+// (timeout_ms given). -1 when they are there, else the exit code: 0 after
+// --help, 2 on bad arguments.
+int one_name(int argc, char** argv, const char* usage, const char*& name, long long* timeout_ms) {
     for (int i = 0; i < argc; ++i) {
-        if (is_help(argv[i])) {
-            help = true;
-            return 0;
-        }
-        if (timed && std::strcmp(argv[i], "--timeout-ms") == 0) {
-            if (i + 1 >= argc || !parse_count(argv[i + 1], timeout_ms)) return bad_usage("--timeout-ms needs a number of milliseconds", usage);
+        if (is_help(argv[i])) return std::printf("%s", usage) < 0 ? 1 : 0;
+        if (timeout_ms != nullptr && std::strcmp(argv[i], "--timeout-ms") == 0) {
+            if (i + 1 >= argc || !parse_count(argv[i + 1], *timeout_ms)) return bad_usage("--timeout-ms needs a number of milliseconds", usage);
             ++i;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             std::fprintf(stderr, "ipcctl: unknown option %s\n%s", argv[i], usage);
@@ -125,24 +123,19 @@ int one_name(int argc, char** argv, const char* usage, bool timed, const char*& 
     }
     if (name == nullptr) return bad_usage("needs NAME", usage);
     if (!Name::valid(name)) return bad_usage("NAME must match ^[a-zA-Z0-9_-]+$", usage);
-    return 0;
+    return -1;
 }
 
 int cmd_exist(const Ipc& ipc, int argc, char** argv) {
     const char* name = nullptr;
-    long long unused = -1;
-    bool help = false;
-    if (int rc = one_name(argc, argv, usage_exist, false, name, unused, help); rc != 0 || help)
-        return help ? (std::printf("%s", usage_exist) < 0 ? 1 : 0) : rc;
+    if (int rc = one_name(argc, argv, usage_exist, name, nullptr); rc >= 0) return rc;
     return ipc.exist(name) ? 0 : 1;
 }
 
 int cmd_wait(const Ipc& ipc, int argc, char** argv) {
     const char* name = nullptr;
     long long timeout_ms = -1;
-    bool help = false;
-    if (int rc = one_name(argc, argv, usage_wait, true, name, timeout_ms, help); rc != 0 || help)
-        return help ? (std::printf("%s", usage_wait) < 0 ? 1 : 0) : rc;
+    if (int rc = one_name(argc, argv, usage_wait, name, &timeout_ms); rc >= 0) return rc;
     auto process = ipc.wait(name, timeout_ms >= 0 ? Milliseconds(timeout_ms) : Milliseconds::forever());
     if (!process) return failure(process.error() == Errc::timed_out ? "no server with that name in time" : "wait", process.error());
     auto closed = process->close();
