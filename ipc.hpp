@@ -2102,6 +2102,78 @@ inline bool lockless_server_at(const std::string& path) {
     return probe_by_connect(path) == 1;
 }
 
+// The path a socket is bound at ("" when unnamed or abstract).
+inline std::string bound_path(int fd) {
+    struct sockaddr_un addr {};
+    socklen_t len = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<struct sockaddr*>(&addr), &len) != 0 || addr.sun_family != AF_UNIX) return {};
+    const std::size_t room = len > offsetof(struct sockaddr_un, sun_path) ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+    if (room == 0 || addr.sun_path[0] == '\0') return {};
+    std::size_t n = 0;
+    while (n < room && n < sizeof addr.sun_path && addr.sun_path[n] != '\0') ++n;
+    return std::string(addr.sun_path, n);
+}
+
+// Whether fd is a listening AF_UNIX stream socket: what a server can take
+// over from a supervisor (Server::from_fd, socket activation).
+inline bool is_unix_listener(int fd) noexcept {
+    struct sockaddr_un addr {};
+    socklen_t len = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<struct sockaddr*>(&addr), &len) != 0 || addr.sun_family != AF_UNIX) return false;
+    int value = 0;
+    socklen_t vlen = sizeof value;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &vlen) != 0 || value != SOCK_STREAM) return false;
+#ifdef SO_ACCEPTCONN
+    vlen = sizeof value;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &vlen) != 0 || value == 0) return false;
+#endif
+    return true;
+}
+
+// A decimal number of the whole environment variable, or -1.
+inline long env_number(const char* var) noexcept {
+    const char* text = std::getenv(var);
+    if (text == nullptr || *text == '\0') return -1;
+    long n = 0;
+    for (const char* c = text; *c != '\0'; ++c) {
+        if (*c < '0' || *c > '9' || n > 100000000L) return -1;
+        n = n * 10 + (*c - '0');
+    }
+    return n;
+}
+
+// systemd socket activation (sd_listen_fds(3), read without libsystemd):
+// when LISTEN_PID is this process, the fd among the LISTEN_FDS passed from
+// fd 3 that LISTEN_FDNAMES calls `name`, or else that is bound at `path`;
+// -1 when there is none. A socket named `name` that is not a listening
+// AF_UNIX stream socket is an error, not a reason to bind instead. The
+// environment is left as it is (a second server may look for its own
+// name); the fd is made close-on-exec, as sd_listen_fds() does.
+inline Result<int> activated_socket(const Name& name, const std::string& path) {
+    constexpr int first = 3;  // SD_LISTEN_FDS_START
+    const long pid = env_number("LISTEN_PID");
+    const long count = env_number("LISTEN_FDS");
+    if (pid <= 0 || pid != static_cast<long>(::getpid()) || count <= 0 || count > 4096) return -1;
+    const char* names = std::getenv("LISTEN_FDNAMES");
+    std::string_view rest = names != nullptr ? std::string_view(names) : std::string_view();
+    int by_path = -1;
+    for (int i = 0; i < static_cast<int>(count); ++i) {
+        const std::size_t colon = rest.find(':');
+        const std::string_view label = rest.substr(0, colon);
+        rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+        const int fd = first + i;
+        if (label == name.str()) {
+            if (!is_unix_listener(fd))
+                return fail(Errc::socket, ENOTSOCK, "LISTEN_FDNAMES names this server, but its fd is not a listening AF_UNIX stream socket");
+            (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
+            return fd;
+        }
+        if (by_path < 0 && is_unix_listener(fd) && bound_path(fd) == path) by_path = fd;
+    }
+    if (by_path >= 0) (void)::fcntl(by_path, F_SETFD, FD_CLOEXEC);
+    return by_path;
+}
+
 }  // namespace detail
 
 // ===========================================================================
@@ -3412,6 +3484,10 @@ struct ServerState {
     bool handle_signals = false;
     std::vector<uid_t> allowed_uids;  // empty: anyone who can open the socket file
     DropHook on_drop;
+    // A listening socket handed over by a supervisor (socket activation,
+    // Server::from_fd): served through a duplicate, never closed or
+    // unlinked by the server. -1: the server binds its own.
+    int given_fd = -1;
 };
 
 // The private directory a server binds in (ServerCore::open): removed, with
@@ -3475,6 +3551,7 @@ public:
     // renames the socket into place (replacing a stale file atomically).
     // Never follows a link, never changes or removes a file it did not create.
     Result<Unit> open() {
+        if (s_.given_fd >= 0) return adopt();
         const std::string& dir = s_.config.directory;
         auto d = prepare_directory(dir, s_.config.directory_mode, s_.config.allow_shared_directory);
         if (!d) return d;
@@ -3515,12 +3592,25 @@ public:
         listener_ = std::move(sock).value();
         lock_ = std::move(lock).value();
         publish_socket(lock_.get(), st);
-        pfds_.assign({pollfd{s_.stop.wake_read.get(), POLLIN, 0}, pollfd{listener_.get(), POLLIN, 0}});
         dev_ = st.st_dev;
         ino_ = st.st_ino;
-        now_ = now_ms();
-        last_activity_ = now_;
-        return Unit{};
+        return opened();
+    }
+
+    // Serves the supervisor's socket (ServerState::given_fd) through a
+    // close-on-exec duplicate, so that the supervisor's fd stays open (and
+    // its number never reused) whatever happens here. The supervisor made
+    // the file, so it is not locked, checked or unlinked (docs/security.md).
+    // O_NONBLOCK is set on the shared open file description.
+    Result<Unit> adopt() {
+        if (!is_unix_listener(s_.given_fd)) return fail(Errc::socket, ENOTSOCK, "not a listening AF_UNIX stream socket");
+        const int fd = ::fcntl(s_.given_fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0) return fail(Errc::socket, errno, "dup");
+        Fd dup(fd);
+        if (!set_nonblock_cloexec(fd)) return fail(Errc::socket, errno, "fcntl");
+        listener_ = std::move(dup);
+        adopted_ = true;
+        return opened();
     }
 
     // Drops every connection, closes the socket and removes its file when
@@ -3534,7 +3624,7 @@ public:
         if (listener_.valid()) {
             listener_.reset();
             struct stat st {};
-            if (::lstat(s_.path.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) ::unlink(s_.path.c_str());
+            if (!adopted_ && ::lstat(s_.path.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) ::unlink(s_.path.c_str());
         }
         lock_.reset();
     }
@@ -3982,11 +4072,20 @@ private:
         heap_set(at, c);
     }
 
+    // The end of open() and adopt(): listener_ is set, serving starts now.
+    Result<Unit> opened() {
+        pfds_.assign({pollfd{s_.stop.wake_read.get(), POLLIN, 0}, pollfd{listener_.get(), POLLIN, 0}});
+        now_ = now_ms();
+        last_activity_ = now_;
+        return Unit{};
+    }
+
     ServerState& s_;
     Fd listener_;
     Fd lock_;  // holds NAME.lock while serving
     dev_t dev_ = 0;
     ino_t ino_ = 0;
+    bool adopted_ = false;  // listener_ is a supervisor's socket: see adopt()
     std::vector<std::unique_ptr<Connection>> conns_;
     std::vector<struct pollfd> pfds_;  // persistent; see prepare()
     std::vector<Connection*> timers_;  // the heap
@@ -4082,9 +4181,41 @@ public:
     template <class Carry, class Reducer>
     Result<Loop<Carry, Reducer>> start(Carry carry, Reducer reducer);
 
+    // A server on a listening AF_UNIX stream socket that another
+    // supervisor made (s6, runit, a test harness; systemd's is found by
+    // Ipc::listen() itself). The fd stays the caller's: the server listens
+    // on a close-on-exec duplicate, closed on stop, and never unlinks the
+    // socket's file. An empty name is taken from the bound path's last
+    // component, less ".sock". Errc::socket when fd is not such a socket,
+    // Errc::invalid_name when no name is given or found.
+    static Result<Server> from_fd(int fd, std::string_view name = {}, Milliseconds timeout = Milliseconds::forever(),
+                                  Config config = Config{}) {
+        if (!detail::is_unix_listener(fd)) return fail(Errc::socket, ENOTSOCK, "from_fd: not a listening AF_UNIX stream socket");
+        std::string path = detail::bound_path(fd);
+        std::string_view stem = name;
+        if (stem.empty()) {
+            stem = std::string_view(path).substr(path.rfind('/') + 1);
+            if (stem.size() > 5 && stem.substr(stem.size() - 5) == ".sock") stem.remove_suffix(5);
+        }
+        auto n = Name::parse(stem);
+        if (!n) return fail(n.error());
+        return make(std::move(n).value(), std::move(path), std::move(config), timeout, fd);
+    }
+
 private:
     friend class Ipc;
     explicit Server(std::unique_ptr<detail::ServerState> s) : s_(std::move(s)) {}
+    static Result<Server> make(Name name, std::string path, Config config, Milliseconds timeout, int given_fd) {
+        int fds[2];
+        if (::pipe(fds) != 0) return fail(Errc::socket, errno, "pipe");
+        detail::Fd wake_read(fds[0]), wake_write(fds[1]);
+        if (!detail::set_nonblock_cloexec(fds[0]) || !detail::set_nonblock_cloexec(fds[1])) return fail(Errc::socket, errno, "fcntl");
+        auto stop = std::make_shared<detail::StopState>(std::move(wake_read), std::move(wake_write));
+        auto state = std::unique_ptr<detail::ServerState>(
+            new detail::ServerState(std::move(name), std::move(path), std::move(config), timeout, std::move(stop)));
+        state->given_fd = given_fd;
+        return Result<Server>(Server(std::move(state)));
+    }
     detail::ServerState* state() const noexcept {
         IPC_HPP_CONFIG_ASSERT(s_ != nullptr, "use of a moved-from Server");
         if (s_ == nullptr) std::abort();
@@ -4419,15 +4550,13 @@ public:
         struct sockaddr_un addr {};
         auto len = detail::unix_address(path, addr);
         if (!len) return fail(len.error());
+        // systemd's socket for this name, if it passed one (docs/cookbook.md).
+        auto activated = detail::activated_socket(name, path);
+        if (!activated) return fail(activated.error());
         // A live server keeps its name (docs/protocol.md §5); serve() checks again, under the name's lock.
-        if (detail::is_live(config_.directory, name, static_cast<uid_t>(-1))) return fail(Errc::name_in_use, EADDRINUSE, "listen");
-        int fds[2];
-        if (::pipe(fds) != 0) return fail(Errc::socket, errno, "pipe");
-        detail::Fd wake_read(fds[0]), wake_write(fds[1]);
-        if (!detail::set_nonblock_cloexec(fds[0]) || !detail::set_nonblock_cloexec(fds[1])) return fail(Errc::socket, errno, "fcntl");
-        auto stop = std::make_shared<detail::StopState>(std::move(wake_read), std::move(wake_write));
-        auto state = std::unique_ptr<detail::ServerState>(new detail::ServerState(name, std::move(path), config_, timeout, std::move(stop)));
-        return Result<Server>(Server(std::move(state)));
+        if (activated.value() < 0 && detail::is_live(config_.directory, name, static_cast<uid_t>(-1)))
+            return fail(Errc::name_in_use, EADDRINUSE, "listen");
+        return Server::make(name, std::move(path), config_, timeout, activated.value());
     }
 
 private:

@@ -155,6 +155,43 @@ for sig in INT TERM; do
     check "SIG$sig: prints the count" 1 "$(cat "$dir/$sig.out")"
 done
 
+# systemd socket activation, with Debian's systemd-socket-activate: it binds
+# and listens, waits for a first connection, then execs the server with
+# LISTEN_PID/LISTEN_FDS (and LISTEN_FDNAMES with --fdname). The server must
+# serve that socket (not bind its own), and leave the file to the supervisor.
+if command -v systemd-socket-activate > /dev/null 2>&1; then
+    for how in fdname path; do
+        fdname=()
+        [ "$how" = fdname ] && fdname=(--fdname=act)
+        systemd-socket-activate -l "$dir/act.sock" "${fdname[@]}" "$ipcctl" --dir "$dir" echo act > "$dir/act.out" 2> "$dir/act.err" &
+        pids+=($!)
+        act=$!
+        for _ in $(seq 500); do [ -S "$dir/act.sock" ] && break; sleep 0.01; done
+        inode=$(stat -c %i "$dir/act.sock")
+        "$ipcctl" --dir "$dir" exist act
+        check "activation by $how: the supervisor's socket counts as live" 0 $?
+        check "activation by $how: the first message starts the server and is answered" "one" "$("$ipcctl" --dir "$dir" send act text/plain one)"
+        check "activation by $how: and the next" "two" "$("$ipcctl" --dir "$dir" send act text/plain two)"
+        check "activation by $how: the server has no file of its own" "act.sock" "$(cd "$dir" && ls -d act* .act* 2> /dev/null | grep -v '^act\.\(out\|err\)$' | tr '\n' ' ' | sed 's/ $//')"
+        "$ipcctl" --dir "$dir" send act text/plain stop > /dev/null 2>&1
+        wait "$act"
+        check "activation by $how: the server exits 0 after stop" 0 $?
+        check "activation by $how: having served the supervisor's fd" 3 "$(cat "$dir/act.out")"
+        check "activation by $how: the socket file is left to the supervisor" "$inode" "$(stat -c %i "$dir/act.sock" 2> /dev/null)"
+        rm -f "$dir/act.sock"
+    done
+    # The example units (examples/systemd/), checked by systemd itself, with
+    # ExecStart pointing at this build's ipcctl.
+    units=$(dirname "${BASH_SOURCE[0]}")/../examples/systemd
+    mkdir -p "$dir/units"
+    cp "$units/echo-server.socket" "$dir/units/"
+    sed "s|/usr/local/bin/ipcctl|$(readlink -f "$ipcctl")|" "$units/echo-server.service" > "$dir/units/echo-server.service"
+    systemd-analyze verify "$dir/units/echo-server.socket" "$dir/units/echo-server.service" > "$dir/verify.out" 2>&1
+    check "systemd-analyze verify accepts examples/systemd/ ($(tr '\n' ' ' < "$dir/verify.out"))" 0 $?
+else
+    check "systemd-socket-activate is installed (apt-get install systemd)" yes no
+fi
+
 # The README's demo: the seed's counter server and ping client.
 TMPDIR=$dir "$counter_server" > "$dir/counter.out" 2>&1 &
 pids+=($!)

@@ -563,6 +563,16 @@ struct CommandReducer {
     }
 };
 
+// One round trip with a CommandReducer server: the reply's content, or
+// "send <errc>" / "reply <errc>".
+inline std::string ping(ipc::Process& p, std::string_view what = "ping") {
+    auto s = p.send(ipc::Message::text(what), ipc::Milliseconds(3000));
+    if (!s) return std::string("send ") + errc_name(s.error().code);
+    auto m = p.wait(ipc::Milliseconds(3000));
+    if (!m) return std::string("reply ") + errc_name(m.error().code);
+    return m->content();
+}
+
 // ---------------------------------------------------------------------------
 // Forked processes
 // ---------------------------------------------------------------------------

@@ -33,14 +33,6 @@ std::string seed_client(const ipc::Config& config, const ipc::Name& name) {
     return m->content();
 }
 
-std::string ping(ipc::Process& p, std::string_view what = "ping") {
-    auto s = p.send(ipc::Message::text(what), ipc::Milliseconds(3000));
-    if (!s) return std::string("send ") + errc_name(s.error().code);
-    auto m = p.wait(ipc::Milliseconds(3000));
-    if (!m) return std::string("reply ") + errc_name(m.error().code);
-    return m->content();
-}
-
 ipc::StopHandle g_stop;  // for the signal handler of a forked server
 extern "C" void request_stop(int) { g_stop.request(); }
 
