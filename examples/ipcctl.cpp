@@ -3,17 +3,27 @@
 //   ipcctl [--dir DIR] list
 //   ipcctl [--dir DIR] exist NAME
 //   ipcctl [--dir DIR] wait NAME [--timeout-ms T]
-//   ipcctl [--dir DIR] send NAME MEDIA_TYPE (CONTENT | - | --file F) [--wait-ms W]
+//   ipcctl [--dir DIR] send NAME MEDIA_TYPE (CONTENT | - | --file F) [--wait-ms W] [--print-type]
 //   ipcctl [--dir DIR] echo NAME [--max N] [--timeout-ms T]
+//   ipcctl [--dir DIR] serve NAME [--reply-type TYPE] [--command-timeout-ms C]
+//                                 [--max N] [--timeout-ms T] -- CMD [ARGS...]
 //
 // Exit status: 0 on success, 1 on a runtime failure, 2 on bad arguments.
 // Errors are one line on stderr; nothing ever waits without a bound, except
-// an `echo` server started without --timeout-ms (it serves until stopped).
+// a server (echo, serve) started without --timeout-ms: it serves until stopped.
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ipc.hpp"
 
@@ -28,10 +38,12 @@ const char* const usage_main =
     "  list                                   names of live servers, one per line\n"
     "  exist NAME                             exit 0 if a live server has NAME, 1 if not\n"
     "  wait NAME [--timeout-ms T]             exit 0 once a server has NAME (1 after T ms)\n"
-    "  send NAME MEDIA_TYPE (CONTENT | - | --file F) [--wait-ms W]\n"
+    "  send NAME MEDIA_TYPE (CONTENT | - | --file F) [--wait-ms W] [--print-type]\n"
     "                                         send one message (- : content from stdin),\n"
     "                                         print the reply's content\n"
     "  echo NAME [--max N] [--timeout-ms T]   serve NAME, answering each message with itself\n"
+    "  serve NAME [options] -- CMD [ARGS...]  serve NAME, answering each message with what\n"
+    "                                         CMD prints when given its content on stdin\n"
     "\n"
     "options:\n"
     "  --dir DIR   socket directory (default: $TMPDIR/innmind/ipc, else /tmp/innmind/ipc)\n"
@@ -54,11 +66,12 @@ const char* const usage_wait =
     "one line on stderr after T ms (default: no limit).\n";
 
 const char* const usage_send =
-    "usage: ipcctl [--dir DIR] send NAME MEDIA_TYPE (CONTENT | - | --file F) [--wait-ms W]\n"
+    "usage: ipcctl [--dir DIR] send NAME MEDIA_TYPE (CONTENT | - | --file F) [--wait-ms W] [--print-type]\n"
     "Waits up to W ms (default 5000) for server NAME, sends one message, waits up\n"
     "to W ms for one reply, writes the reply's content bytes to stdout and closes\n"
     "the connection properly. The content is CONTENT, or every byte of stdin\n"
-    "(-) or of file F (binary-safe: NUL included). Exits non-zero with a\n"
+    "(-) or of file F (binary-safe: NUL included). With --print-type, the reply's\n"
+    "media type and a newline come before its content. Exits non-zero with a\n"
     "one-line error on failure.\n";
 
 const char* const usage_echo =
@@ -69,6 +82,25 @@ const char* const usage_echo =
     "(the Nth is answered), after T ms without activity, or on SIGINT/SIGTERM;\n"
     "then prints the number of application messages it received, `stop`\n"
     "included, and exits 0.\n";
+
+const char* const usage_serve =
+    "usage: ipcctl [--dir DIR] serve NAME [--reply-type TYPE] [--command-timeout-ms C]\n"
+    "                                     [--max N] [--timeout-ms T] -- CMD [ARGS...]\n"
+    "Serves NAME, running CMD once per message (like inetd, or socat's EXEC):\n"
+    "  - the message's content is CMD's stdin (binary-safe);\n"
+    "  - its environment has IPC_NAME (NAME), IPC_MEDIA_TYPE (the message's\n"
+    "    canonical media type), IPC_PEER_PID, IPC_PEER_UID and IPC_PEER_GID (the\n"
+    "    sender's, from SO_PEERCRED; unset where the system cannot tell);\n"
+    "  - what it writes to stdout is the reply, with media type TYPE (default:\n"
+    "    the message's); its stderr is ipcctl's.\n"
+    "When CMD exits non-zero, is killed, cannot be run, runs longer than C ms\n"
+    "(default 10000; then its process group is killed), or prints more than\n"
+    "the largest message, the sender gets no reply: its connection is closed\n"
+    "(its wait ends with `connection closed`), ipcctl prints one line on stderr\n"
+    "and serves on. Messages are run one at a time, in order of arrival.\n"
+    "Stops after N messages (the Nth is answered), after T ms without activity,\n"
+    "or on SIGINT/SIGTERM (after the running command); then prints the number\n"
+    "of messages it received and exits 0.\n";
 
 int bad_usage(const char* what, const char* usage) {
     std::fprintf(stderr, "ipcctl: %s\n%s", what, usage);
@@ -159,9 +191,12 @@ int cmd_send(const Ipc& ipc, int argc, char** argv) {
     int count = 0;
     long long wait_ms = 5000;
     const char* file = nullptr;
+    bool print_type = false;
     for (int i = 0; i < argc; ++i) {
         if (is_help(argv[i])) return std::printf("%s", usage_send) < 0 ? 1 : 0;
-        if (std::strcmp(argv[i], "--wait-ms") == 0) {
+        if (std::strcmp(argv[i], "--print-type") == 0) {
+            print_type = true;
+        } else if (std::strcmp(argv[i], "--wait-ms") == 0) {
             if (i + 1 >= argc || !parse_count(argv[i + 1], wait_ms)) return bad_usage("--wait-ms needs a number of milliseconds", usage_send);
             ++i;
         } else if (std::strcmp(argv[i], "--file") == 0) {
@@ -199,6 +234,7 @@ int cmd_send(const Ipc& ipc, int argc, char** argv) {
     auto reply = process->wait(Milliseconds(wait_ms));
     if (!reply) return failure("waiting for the reply", reply.error());
     const std::string& answer = reply->content();
+    if (print_type) std::printf("%s\n", reply->media_type().str().c_str());
     if (!answer.empty() && std::fwrite(answer.data(), 1, answer.size(), stdout) != answer.size()) {
         std::fprintf(stderr, "ipcctl: writing the reply: %s\n", std::strerror(errno));
         return 1;
@@ -253,6 +289,220 @@ int cmd_echo(const Ipc& ipc, int argc, char** argv) {
     return 0;
 }
 
+// ---------------------------------------------------------------------------
+// serve: one command per message
+// ---------------------------------------------------------------------------
+
+std::int64_t monotonic_ms() {
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// What running a command for one message gave: its stdout, or why not.
+struct CommandResult {
+    bool ok = false;
+    std::string output;
+    std::string why;
+};
+
+struct CommandSpec {
+    char** argv = nullptr;  // CMD ARGS..., null-terminated
+    const char* name = nullptr;
+    long long timeout_ms = 10000;
+    std::size_t max_output = 0;
+};
+
+void set_env(const char* var, long long value, bool known) {
+    if (known) ::setenv(var, std::to_string(value).c_str(), 1);
+    else ::unsetenv(var);
+}
+
+// In the child, between fork and exec (ipcctl is single-threaded, so
+// setenv is safe here): stdin and stdout are the pipes, the environment
+// describes the message, signals are as a fresh process expects them.
+[[noreturn]] void exec_command(const CommandSpec& spec, const Message& m, const Peer& peer, int in, int out, int report) {
+    ::setpgid(0, 0);  // its own group: a timeout kills what it started too
+    if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0) ::_exit(127);
+    ::signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::setenv("IPC_NAME", spec.name, 1);
+    ::setenv("IPC_MEDIA_TYPE", m.media_type().str().c_str(), 1);
+    set_env("IPC_PEER_PID", peer.pid, peer.pid > 0);
+    set_env("IPC_PEER_UID", static_cast<long long>(peer.uid), peer.uid != static_cast<uid_t>(-1));
+    set_env("IPC_PEER_GID", static_cast<long long>(peer.gid), peer.gid != static_cast<gid_t>(-1));
+    ::execvp(spec.argv[0], spec.argv);
+    const int err = errno;
+    (void)!::write(report, &err, sizeof err);  // report is close-on-exec: nothing arrives when exec works
+    ::_exit(127);
+}
+
+// Waits for the child until the deadline; kills its group after it.
+// The exit status, or -1 when it had to be killed.
+int reap(pid_t pid, std::int64_t deadline) {
+    for (;;) {
+        int status = 0;
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0 && errno != EINTR) return 0;
+        if (monotonic_ms() >= deadline) {
+            ::kill(-pid, SIGKILL);
+            while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+            return -1;
+        }
+        struct timespec pause {0, 2000000};
+        ::nanosleep(&pause, nullptr);
+    }
+}
+
+std::string exit_reason(int status) {
+    if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+    return "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+// Feeds the content to CMD's stdin while reading its stdout (either may be
+// larger than a pipe holds), until it exits or the deadline passes.
+CommandResult run_command(const CommandSpec& spec, const Message& m, const Peer& peer) {
+    CommandResult result;
+    int in[2], out[2], report[2];
+    if (::pipe2(in, O_CLOEXEC) != 0) return {false, {}, std::string("pipe: ") + std::strerror(errno)};
+    if (::pipe2(out, O_CLOEXEC) != 0) {
+        ::close(in[0]), ::close(in[1]);
+        return {false, {}, std::string("pipe: ") + std::strerror(errno)};
+    }
+    if (::pipe2(report, O_CLOEXEC) != 0) {
+        ::close(in[0]), ::close(in[1]), ::close(out[0]), ::close(out[1]);
+        return {false, {}, std::string("pipe: ") + std::strerror(errno)};
+    }
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) exec_command(spec, m, peer, in[0], out[1], report[1]);
+    const int fork_errno = errno;
+    ::close(in[0]), ::close(out[1]), ::close(report[1]);
+    if (pid < 0) {
+        ::close(in[1]), ::close(out[0]), ::close(report[0]);
+        return {false, {}, std::string("fork: ") + std::strerror(fork_errno)};
+    }
+    ::setpgid(pid, pid);  // also here, so that kill(-pid) works whoever runs first
+    const std::int64_t deadline = monotonic_ms() + spec.timeout_ms;
+    const std::string& content = m.content();
+    std::size_t written = 0;
+    int to_child = in[1], from_child = out[0];
+    (void)::fcntl(to_child, F_SETFL, O_NONBLOCK);
+    if (content.empty()) ::close(to_child), to_child = -1;
+    bool timed_out = false, too_long = false;
+    while (from_child >= 0) {
+        const std::int64_t left = deadline - monotonic_ms();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd fds[2] = {{from_child, POLLIN, 0}, {to_child, POLLOUT, 0}};
+        if (::poll(fds, to_child >= 0 ? 2 : 1, static_cast<int>(left)) < 0) continue;  // EINTR: a signal
+        if (to_child >= 0 && fds[1].revents != 0) {
+            const ssize_t n = ::write(to_child, content.data() + written, content.size() - written);
+            if (n > 0) written += static_cast<std::size_t>(n);
+            // Done, or it stopped reading (EPIPE): either way, end of input.
+            if (written == content.size() || (n < 0 && errno != EAGAIN && errno != EINTR)) ::close(to_child), to_child = -1;
+        }
+        if (fds[0].revents != 0) {
+            char buf[65536];
+            const ssize_t n = ::read(from_child, buf, sizeof buf);
+            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+                ::close(from_child), from_child = -1;
+            } else if (n > 0) {
+                result.output.append(buf, static_cast<std::size_t>(n));
+                if (result.output.size() > spec.max_output) {
+                    too_long = true;
+                    break;
+                }
+            }
+        }
+    }
+    if (to_child >= 0) ::close(to_child);
+    if (from_child >= 0) ::close(from_child);
+    if (timed_out || too_long) ::kill(-pid, SIGKILL);
+    const int status = reap(pid, timed_out || too_long ? 0 : deadline);
+    int exec_errno = 0;
+    const bool exec_failed = ::read(report[0], &exec_errno, sizeof exec_errno) == static_cast<ssize_t>(sizeof exec_errno);
+    ::close(report[0]);
+    if (exec_failed) return {false, {}, std::string("cannot run it: ") + std::strerror(exec_errno)};
+    if (too_long) return {false, {}, "its output is over " + std::to_string(spec.max_output) + " bytes; killed"};
+    if (timed_out || status < 0) return {false, {}, "timed out after " + std::to_string(spec.timeout_ms) + " ms; killed"};
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return {false, {}, exit_reason(status)};
+    result.ok = true;
+    return result;
+}
+
+int cmd_serve(const Ipc& ipc, int argc, char** argv) {
+    const char* name_arg = nullptr;
+    const char* reply_type_arg = nullptr;
+    long long max = -1;
+    long long timeout_ms = -1;
+    CommandSpec spec;
+    int i = 0;
+    for (; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--") == 0) break;
+        if (is_help(argv[i])) return std::printf("%s", usage_serve) < 0 ? 1 : 0;
+        const bool has_value = i + 1 < argc;
+        if (std::strcmp(argv[i], "--max") == 0) {
+            if (!has_value || !parse_count(argv[i + 1], max) || max == 0) return bad_usage("--max needs a positive number", usage_serve);
+            ++i;
+        } else if (std::strcmp(argv[i], "--timeout-ms") == 0) {
+            if (!has_value || !parse_count(argv[i + 1], timeout_ms)) return bad_usage("--timeout-ms needs a number of milliseconds", usage_serve);
+            ++i;
+        } else if (std::strcmp(argv[i], "--command-timeout-ms") == 0) {
+            if (!has_value || !parse_count(argv[i + 1], spec.timeout_ms) || spec.timeout_ms == 0)
+                return bad_usage("--command-timeout-ms needs a positive number of milliseconds", usage_serve);
+            ++i;
+        } else if (std::strcmp(argv[i], "--reply-type") == 0) {
+            if (!has_value) return bad_usage("--reply-type needs a media type", usage_serve);
+            reply_type_arg = argv[++i];
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            std::fprintf(stderr, "ipcctl: unknown option %s\n%s", argv[i], usage_serve);
+            return 2;
+        } else if (name_arg == nullptr) {
+            name_arg = argv[i];
+        } else {
+            return bad_usage("too many arguments before --", usage_serve);
+        }
+    }
+    if (name_arg == nullptr) return bad_usage("serve needs NAME", usage_serve);
+    if (i + 1 >= argc) return bad_usage("serve needs -- CMD [ARGS...]", usage_serve);
+    auto name = Name::parse(name_arg);
+    if (!name) return bad_usage("NAME must match ^[a-zA-Z0-9_-]+$", usage_serve);
+    auto reply_type = MediaType::parse(reply_type_arg != nullptr ? reply_type_arg : "text/plain");
+    if (!reply_type) return bad_usage("--reply-type is not a valid media type", usage_serve);
+    spec.argv = argv + i + 1;  // argv[argc] is null
+    spec.name = name_arg;
+    // Commands take their time: each message's ack leaves before its command
+    // runs, so that a sender's send() does not time out meanwhile.
+    Config config = ipc.config();
+    config.flush_ack_before_reducer = true;
+    spec.max_output = config.max_message_size;
+    auto server = Ipc(config).listen(name.value(), timeout_ms >= 0 ? Milliseconds(timeout_ms) : Milliseconds::forever());
+    if (!server) return failure("listen", server.error());
+    server->handle_signals();
+    std::signal(SIGPIPE, SIG_IGN);  // a command that exits without reading its stdin
+    StopHandle stop = server->stop_handle();
+    auto result = server->serve(0LL, [&](const Message& m, auto k, long long received, const Peer& peer) {
+        ++received;
+        CommandResult r = run_command(spec, m, peer);
+        if (!r.ok) {
+            std::fprintf(stderr, "ipcctl: serve %s: %s: %s; no reply\n", name_arg, spec.argv[0], r.why.c_str());
+            return k.close(received);
+        }
+        if (max > 0 && received >= max) stop.request();
+        return k.respond(received, Message(reply_type_arg != nullptr ? reply_type.value() : m.media_type(), std::move(r.output)));
+    });
+    if (!result) return failure("serve", result.error());
+    std::printf("%lld\n", result.value());
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -284,6 +534,7 @@ int main(int argc, char** argv) {
     if (command == "wait") return cmd_wait(ipc, rest, args);
     if (command == "send") return cmd_send(ipc, rest, args);
     if (command == "echo") return cmd_echo(ipc, rest, args);
+    if (command == "serve") return cmd_serve(ipc, rest, args);
     std::fprintf(stderr, "ipcctl: unknown command %s\n%s", argv[i], usage_main);
     return 2;
 }

@@ -38,7 +38,7 @@ wait_for_name() {
 }
 
 # --help everywhere, exit 0; bad arguments exit 2 with a message.
-for args in "--help" "list --help" "exist --help" "wait --help" "send --help" "echo --help"; do
+for args in "--help" "list --help" "exist --help" "wait --help" "send --help" "echo --help" "serve --help"; do
     # shellcheck disable=SC2086
     "$ipcctl" $args > "$dir/out" 2>&1
     check "ipcctl $args exits 0" 0 $?
@@ -47,7 +47,10 @@ for args in "--help" "list --help" "exist --help" "wait --help" "send --help" "e
 done
 for args in "" "bogus" "send" "send a text/plain" "echo" "--dir" "echo n --max x" "send n text/plain c --wait-ms -1" "--nope list" \
     "exist" "exist a b" "exist bad.name" "wait" "wait n --timeout-ms x" "wait n --bogus" "send bad.name text/plain x" \
-    "send n text/plain --file" "send n text/plain x --file f"; do
+    "send n text/plain --file" "send n text/plain x --file f" \
+    "serve" "serve n" "serve n --" "serve -- cat" "serve bad.name -- cat" "serve n --reply-type bad -- cat" \
+    "serve n --command-timeout-ms 0 -- cat" "serve n --command-timeout-ms x -- cat" "serve n --max 0 -- cat" \
+    "serve n --bogus -- cat" "serve n m -- cat"; do
     # shellcheck disable=SC2086
     "$ipcctl" $args > /dev/null 2> "$dir/err"
     check "ipcctl $args exits 2" 2 $?
@@ -154,6 +157,79 @@ for sig in INT TERM; do
     check "SIG$sig: exits 0" 0 $?
     check "SIG$sig: prints the count" 1 "$(cat "$dir/$sig.out")"
 done
+
+# serve NAME -- CMD: one command per message, content on stdin, the media
+# type and the sender on the environment, stdout the reply; a failing,
+# missing or slow command gets the sender no reply (its connection closed),
+# one line on stderr, and the server serves on.
+cat > "$dir/cmd.sh" << 'END'
+c=$(cat)
+case $c in
+    fail) echo "to stderr" >&2; exit 3 ;;
+    slow) sleep 30 & sleep 30 ;;
+    env) printf '%s|%s|%s|%s|%s' "$IPC_NAME" "$IPC_MEDIA_TYPE" "${IPC_PEER_UID-unset}" "${IPC_PEER_GID-unset}" "${IPC_PEER_PID-unset}" ;;
+    *) printf '<%s>' "$c" ;;
+esac
+END
+"$ipcctl" --dir "$dir" serve s1 --command-timeout-ms 300 -- sh "$dir/cmd.sh" > "$dir/s1.out" 2> "$dir/s1.err" &
+pids+=($!)
+s1=$!
+wait_for_name s1
+check "serve: stdout is the reply" "<hi there>" "$("$ipcctl" --dir "$dir" send s1 text/plain 'hi there')"
+check "serve: the request's media type by default" "text/plain; charset=utf-8" "$("$ipcctl" --dir "$dir" send s1 'text/plain;charset=utf-8' x --print-type | head -n1)"
+IFS='|' read -r v_name v_type v_uid v_gid v_pid <<< "$("$ipcctl" --dir "$dir" send s1 'application/x-test' env)"
+check "serve: IPC_NAME" s1 "$v_name"
+check "serve: IPC_MEDIA_TYPE" application/x-test "$v_type"
+# SO_PEERCRED: the sender's uid and gid; unset only where the platform
+# cannot tell (then all three are).
+if [ "$v_uid" = unset ]; then
+    check "serve: without SO_PEERCRED the peer variables are all unset" "unset unset" "$v_gid $v_pid"
+else
+    check "serve: IPC_PEER_UID and IPC_PEER_GID are the sender's" "$(id -u) $(id -g)" "$v_uid $v_gid"
+    check "serve: IPC_PEER_PID is a pid other than the server's" 1 "$([[ "$v_pid" =~ ^[0-9]+$ ]] && [ "$v_pid" != "$s1" ] && echo 1 || echo 0)"
+fi
+"$ipcctl" --dir "$dir" send s1 text/plain fail > "$dir/fail.out" 2> "$dir/err"
+check "serve: a command that exits non-zero gets no reply" "1 " "$? $(cat "$dir/fail.out")"
+check "serve: the sender sees the connection closed" 1 "$(grep -c 'connection closed' "$dir/err")"
+start=$(date +%s%N)
+"$ipcctl" --dir "$dir" send s1 text/plain slow > /dev/null 2>&1
+rc=$?
+elapsed=$((($(date +%s%N) - start) / 1000000))
+check "serve: a command past --command-timeout-ms (300) is killed, no reply, in under 3 s" "1 1" "$rc $([ "$elapsed" -ge 300 ] && [ "$elapsed" -lt 3000 ] && echo 1 || echo 0)"
+check "serve: with its process group (no sleep left)" 0 "$(pgrep -f 'sleep 30' | wc -l)"
+check "serve: and serves on" "<after>" "$("$ipcctl" --dir "$dir" send s1 text/plain after)"
+kill -TERM "$s1"
+wait "$s1"
+check "serve: SIGTERM exits 0" 0 $?
+check "serve: and prints how many messages it received" 6 "$(cat "$dir/s1.out")"
+check "serve: the command's own stderr passes through" 1 "$(grep -c '^to stderr$' "$dir/s1.err")"
+check "serve: one line on stderr per failure (exit status, timeout)" \
+    "ipcctl: serve s1: sh: exited with status 3; no reply|ipcctl: serve s1: sh: timed out after 300 ms; killed; no reply" \
+    "$(grep '^ipcctl' "$dir/s1.err" | tr '\n' '|' | sed 's/|$//')"
+
+# Binary content both ways, larger than a pipe holds; --reply-type; --max.
+"$ipcctl" --dir "$dir" serve s2 --reply-type application/octet-stream --max 2 -- cat > "$dir/s2.out" 2> "$dir/s2.err" &
+pids+=($!)
+s2=$!
+wait_for_name s2
+head -c 1000000 /dev/urandom > "$dir/mb.in"
+"$ipcctl" --dir "$dir" send s2 text/plain --file "$dir/mb.in" > "$dir/mb.out"
+check "serve: 1 MB of random bytes through cat" 0 "$(cmp -s "$dir/mb.in" "$dir/mb.out"; echo $?)"
+check "serve: --reply-type sets the reply's media type" "application/octet-stream" "$("$ipcctl" --dir "$dir" send s2 text/plain x --print-type | head -n1)"
+wait "$s2"
+check "serve: --max 2 stops after the second and exits 0" "0 2" "$? $(cat "$dir/s2.out")"
+
+# A command that cannot be run: one line, no reply, serving on.
+"$ipcctl" --dir "$dir" serve s3 --max 2 -- "$dir/no-such-command" > /dev/null 2> "$dir/s3.err" &
+pids+=($!)
+s3=$!
+wait_for_name s3
+"$ipcctl" --dir "$dir" send s3 text/plain x > /dev/null 2>&1
+check "serve: a missing command gets no reply" 1 $?
+"$ipcctl" --dir "$dir" send s3 text/plain x > /dev/null 2>&1
+kill -TERM "$s3" 2> /dev/null
+wait "$s3"
+check "serve: says why, once per message" "2 2" "$(grep -c 'cannot run it: No such file or directory; no reply' "$dir/s3.err") $(wc -l < "$dir/s3.err")"
 
 # systemd socket activation, with Debian's systemd-socket-activate: it binds
 # and listens, waits for a first connection, then execs the server with
