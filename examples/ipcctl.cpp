@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -363,6 +364,10 @@ std::string exit_reason(int status) {
     return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
+void close_all(std::initializer_list<int> fds) {
+    for (int fd : fds) ::close(fd);
+}
+
 // Feeds the content to CMD's stdin while reading its stdout (either may be
 // larger than a pipe holds), until it exits or the deadline passes.
 CommandResult run_command(const CommandSpec& spec, const Message& m, const Peer& peer) {
@@ -370,20 +375,20 @@ CommandResult run_command(const CommandSpec& spec, const Message& m, const Peer&
     int in[2], out[2], report[2];
     if (::pipe2(in, O_CLOEXEC) != 0) return {false, {}, std::string("pipe: ") + std::strerror(errno)};
     if (::pipe2(out, O_CLOEXEC) != 0) {
-        ::close(in[0]), ::close(in[1]);
+        close_all({in[0], in[1]});
         return {false, {}, std::string("pipe: ") + std::strerror(errno)};
     }
     if (::pipe2(report, O_CLOEXEC) != 0) {
-        ::close(in[0]), ::close(in[1]), ::close(out[0]), ::close(out[1]);
+        close_all({in[0], in[1], out[0], out[1]});
         return {false, {}, std::string("pipe: ") + std::strerror(errno)};
     }
     std::fflush(nullptr);
     const pid_t pid = ::fork();
     if (pid == 0) exec_command(spec, m, peer, in[0], out[1], report[1]);
     const int fork_errno = errno;
-    ::close(in[0]), ::close(out[1]), ::close(report[1]);
+    close_all({in[0], out[1], report[1]});
     if (pid < 0) {
-        ::close(in[1]), ::close(out[0]), ::close(report[0]);
+        close_all({in[1], out[0], report[0]});
         return {false, {}, std::string("fork: ") + std::strerror(fork_errno)};
     }
     ::setpgid(pid, pid);  // also here, so that kill(-pid) works whoever runs first
@@ -392,7 +397,11 @@ CommandResult run_command(const CommandSpec& spec, const Message& m, const Peer&
     std::size_t written = 0;
     int to_child = in[1], from_child = out[0];
     (void)::fcntl(to_child, F_SETFL, O_NONBLOCK);
-    if (content.empty()) ::close(to_child), to_child = -1;
+    auto end_input = [&] {
+        ::close(to_child);
+        to_child = -1;
+    };
+    if (content.empty()) end_input();
     bool timed_out = false, too_long = false;
     while (from_child >= 0) {
         const std::int64_t left = deadline - monotonic_ms();
@@ -406,13 +415,14 @@ CommandResult run_command(const CommandSpec& spec, const Message& m, const Peer&
             const ssize_t n = ::write(to_child, content.data() + written, content.size() - written);
             if (n > 0) written += static_cast<std::size_t>(n);
             // Done, or it stopped reading (EPIPE): either way, end of input.
-            if (written == content.size() || (n < 0 && errno != EAGAIN && errno != EINTR)) ::close(to_child), to_child = -1;
+            if (written == content.size() || (n < 0 && errno != EAGAIN && errno != EINTR)) end_input();
         }
         if (fds[0].revents != 0) {
             char buf[65536];
             const ssize_t n = ::read(from_child, buf, sizeof buf);
             if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
-                ::close(from_child), from_child = -1;
+                ::close(from_child);
+                from_child = -1;
             } else if (n > 0) {
                 result.output.append(buf, static_cast<std::size_t>(n));
                 if (result.output.size() > spec.max_output) {
