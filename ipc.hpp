@@ -64,7 +64,7 @@
 // ===========================================================================
 
 #define IPC_HPP_VERSION_MAJOR 0
-#define IPC_HPP_VERSION_MINOR 1
+#define IPC_HPP_VERSION_MINOR 2
 #define IPC_HPP_VERSION_PATCH 0
 #define IPC_HPP_VERSION \
     (IPC_HPP_VERSION_MAJOR * 10000 + IPC_HPP_VERSION_MINOR * 100 + IPC_HPP_VERSION_PATCH)
@@ -226,7 +226,7 @@
 #endif
 
 namespace ipc_hpp {
-inline namespace v0_1 {
+inline namespace v0_2 {
 
 // ===========================================================================
 // 5. Error and Either
@@ -4563,7 +4563,7 @@ private:
     Config config_;
 };
 
-}  // namespace v0_1
+}  // namespace v0_2
 }  // namespace ipc_hpp
 
 #endif  // IPC_HPP_INCLUDED

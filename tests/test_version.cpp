@@ -41,7 +41,7 @@ static_assert(std::is_same<ipc_hpp::Continuation<int>, ipc_test_version::Continu
 
 TEST_CASE("version: macros, versioned inline namespace and meson's project version agree") {
     // The symbols carry the inline namespace: the mangled name (Itanium ABI,
-    // GCC and Clang) of ipc_hpp::Message is N7ipc_hpp4v0_17MessageE.
+    // GCC and Clang) of ipc_hpp::Message is N7ipc_hpp4v0_27MessageE.
     const std::string ns = "v" + std::to_string(IPC_HPP_VERSION_MAJOR) + "_" + std::to_string(IPC_HPP_VERSION_MINOR);
     const std::string mangled = typeid(ipc_hpp::Message).name();
     CHECK(mangled.find("7ipc_hpp" + std::to_string(ns.size()) + ns + "7Message") != std::string::npos);
