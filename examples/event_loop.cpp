@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -18,12 +19,11 @@
 #include "ipc.hpp"
 
 using namespace ipc_hpp;
+using namespace std::chrono_literals;
 
-static int client(const Ipc& ipc, const Name& name, int report) {
-    auto reply = ipc.wait(name, Milliseconds(5000)).and_then([](Process p) {
-        return p.send(Message::text("hello from the client"), Milliseconds(5000)).and_then([&](Unit) {
-            return p.wait(Milliseconds(5000));
-        });
+static int client(const Ipc& ipc, int report) {
+    auto reply = ipc.wait("loop-demo", 5s).and_then([](Process p) {
+        return p.send(Message::text("hello from the client"), 5s).and_then([&] { return p.wait(5s); });
     });
     std::string line = reply ? "client got back: " + reply->content() + "\n" : "client failed: " + reply.error().message() + "\n";
     return write(report, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && reply ? 0 : 1;
@@ -35,11 +35,10 @@ int main(int argc, char** argv) {
     bool own_dir = argc < 2;
     if (own_dir && mkdtemp(tmp) == nullptr) return 1;
     config.directory = own_dir ? tmp : argv[1];
-    config.heartbeat = Milliseconds(200);
+    config.heartbeat = 200ms;
     Ipc ipc(config);
-    const Name name = Name::parse("loop-demo").value();
 
-    auto server = ipc.listen(name);
+    auto server = ipc.listen("loop-demo");
     if (!server) {
         std::fprintf(stderr, "event_loop: %s\n", server.error().message().c_str());
         return 1;
@@ -50,12 +49,12 @@ int main(int argc, char** argv) {
     pid_t child = fork();
     if (child == 0) {
         close(pipe_fds[0]);
-        _exit(client(ipc, name, pipe_fds[1]));
+        _exit(client(ipc, pipe_fds[1]));
     }
     close(pipe_fds[1]);
 
     // The reducer counts and echoes.
-    auto loop = server->start(0, [](const Message& m, Continuation<int> k, int n) {
+    auto loop = server->start(0, [](const Message& m, auto k, int n) {
         std::printf("server got: %s\n", m.content().c_str());
         return k.respond(n + 1, m);
     });

@@ -275,7 +275,7 @@ int cmd_echo(const Ipc& ipc, int argc, char** argv) {
     if (!server) return failure("listen", server.error());
     server->handle_signals();
     StopHandle stop = server->stop_handle();
-    auto result = server->serve(EchoState{}, [&](const Message& m, Continuation<EchoState> k, EchoState s) {
+    auto result = server->serve(EchoState{}, [&](const Message& m, auto k, EchoState s) {
         ++s.received;
         // `stop` is not answered: the reference's fixtures/client.php relies
         // on it (its wait after `stop` ends with the connection closed).

@@ -1,16 +1,18 @@
 // The seed's client: waits for `server-name`, sends `ping` and prints what
 // the server answered.
+#include <chrono>
 #include <cstdio>
 
 #include "ipc.hpp"
 
 int main() {
     using namespace ipc_hpp;
+    using namespace std::chrono_literals;  // every timeout takes a std::chrono duration
     Ipc ipc;
-    auto reply = ipc.wait("server-name", Milliseconds(10000))
+    auto reply = ipc.wait("server-name", 10s)
                      .and_then([](Process process) {
-                         return process.send(Message::text("ping"), Milliseconds(5000))
-                             .and_then([&] { return process.wait(Milliseconds(5000)); })
+                         return process.send(Message::text("ping"), 5s)
+                             .and_then([&] { return process.wait(5s); })
                              .map([&](Message m) {
                                  (void)process.close();
                                  return m;
