@@ -2075,18 +2075,19 @@ inline bool listed(const std::vector<std::string>& listening, const std::string&
 // socket file must be a socket (not a link) owned by an expected uid; then
 // an ipc.hpp server holds the name's lock with that very file published in
 // it, or the kernel lists a (reference) server listening on the path; only
-// when neither can be read is the socket probed with a connect (which a
-// reference server would count as a client: docs/protocol.md §5).
+// when the kernel's list cannot be read is the socket probed with a connect
+// (which a reference server counts as a client, docs/protocol.md §5, and
+// which starts a systemd socket-activated service). A lock nobody holds
+// says that no ipc.hpp server is there, not that nothing listens: a
+// reference server, or a supervisor's socket, takes no lock.
 inline bool is_live(const std::string& dir, const Name& name, uid_t expected,
                     const std::vector<std::string>* listening = nullptr) {
     const std::string path = socket_path(dir, name);
     if (!is_server_socket(path, expected)) return false;
-    const int held = name_lock_held(lock_path(dir, name), path);
-    if (held == 1) return true;
+    if (name_lock_held(lock_path(dir, name), path) == 1) return true;
     std::vector<std::string> own;
     if (listening == nullptr && listening_paths(own)) listening = &own;
     if (listening != nullptr) return listed(*listening, path);
-    if (held == 0) return false;
     return probe_by_connect(path) == 1;
 }
 
@@ -2142,18 +2143,40 @@ inline long env_number(const char* var) noexcept {
     return n;
 }
 
+// The bound path with its directory in canonical form (canonical_directory),
+// as Ipc spells a server's path.
+inline std::string canonical_bound_path(int fd) {
+    const std::string bound = bound_path(fd);
+    const std::size_t slash = bound.rfind('/');
+    if (slash == std::string::npos) return bound;
+    std::string dir = canonical_directory(slash == 0 ? std::string("/") : bound.substr(0, slash));
+    return (dir == "/" ? std::string() : dir) + bound.substr(slash);
+}
+
+// A close-on-exec duplicate of a supervisor's socket, owned by the server
+// from the moment it is found: the supervisor's fd may be closed, and its
+// number reused, without the server noticing.
+inline Result<Fd> own_copy(int fd) {
+    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0) return fail(Errc::socket, errno, "dup");
+    return Fd(copy);
+}
+
 // systemd socket activation (sd_listen_fds(3), read without libsystemd):
-// when LISTEN_PID is this process, the fd among the LISTEN_FDS passed from
-// fd 3 that LISTEN_FDNAMES calls `name`, or else that is bound at `path`;
-// -1 when there is none. A socket named `name` that is not a listening
-// AF_UNIX stream socket is an error, not a reason to bind instead. The
-// environment is left as it is (a second server may look for its own
-// name); the fd is made close-on-exec, as sd_listen_fds() does.
-inline Result<int> activated_socket(const Name& name, const std::string& path) {
+// when LISTEN_PID is this process, the socket among the LISTEN_FDS passed
+// from fd 3 that LISTEN_FDNAMES calls `name`, or else that is bound at
+// `path`, as its own close-on-exec duplicate (an invalid Fd when there is
+// none), and `found_at` its bound path. A socket named `name` that is not
+// a listening AF_UNIX stream socket is an error, not a reason to bind
+// instead. Every passed fd is made close-on-exec, as sd_listen_fds() does,
+// so none leaks into the programs this process runs; the environment is
+// left as it is, so that a second server can find its own name.
+inline Result<Fd> activated_socket(const Name& name, const std::string& path, std::string& found_at) {
     constexpr int first = 3;  // SD_LISTEN_FDS_START
     const long pid = env_number("LISTEN_PID");
     const long count = env_number("LISTEN_FDS");
-    if (pid <= 0 || pid != static_cast<long>(::getpid()) || count <= 0 || count > 4096) return -1;
+    if (pid <= 0 || pid != static_cast<long>(::getpid()) || count <= 0 || count > 4096) return Fd();
+    for (int fd = first; fd < first + static_cast<int>(count); ++fd) (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
     const char* names = std::getenv("LISTEN_FDNAMES");
     std::string_view rest = names != nullptr ? std::string_view(names) : std::string_view();
     int by_path = -1;
@@ -2165,13 +2188,14 @@ inline Result<int> activated_socket(const Name& name, const std::string& path) {
         if (label == name.str()) {
             if (!is_unix_listener(fd))
                 return fail(Errc::socket, ENOTSOCK, "LISTEN_FDNAMES names this server, but its fd is not a listening AF_UNIX stream socket");
-            (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
-            return fd;
+            found_at = canonical_bound_path(fd);
+            return own_copy(fd);
         }
-        if (by_path < 0 && is_unix_listener(fd) && bound_path(fd) == path) by_path = fd;
+        if (by_path < 0 && is_unix_listener(fd) && canonical_bound_path(fd) == path) by_path = fd;
     }
-    if (by_path >= 0) (void)::fcntl(by_path, F_SETFD, FD_CLOEXEC);
-    return by_path;
+    if (by_path < 0) return Fd();
+    found_at = path;  // as the caller spells it
+    return own_copy(by_path);
 }
 
 }  // namespace detail
@@ -3485,9 +3509,10 @@ struct ServerState {
     std::vector<uid_t> allowed_uids;  // empty: anyone who can open the socket file
     DropHook on_drop;
     // A listening socket handed over by a supervisor (socket activation,
-    // Server::from_fd): served through a duplicate, never closed or
-    // unlinked by the server. -1: the server binds its own.
-    int given_fd = -1;
+    // Server::from_fd): our own duplicate of it, served through another
+    // duplicate; its file is never locked, replaced or unlinked. Invalid:
+    // the server binds its own.
+    Fd given;
 };
 
 // The private directory a server binds in (ServerCore::open): removed, with
@@ -3551,7 +3576,7 @@ public:
     // renames the socket into place (replacing a stale file atomically).
     // Never follows a link, never changes or removes a file it did not create.
     Result<Unit> open() {
-        if (s_.given_fd >= 0) return adopt();
+        if (s_.given.valid()) return adopt();
         const std::string& dir = s_.config.directory;
         auto d = prepare_directory(dir, s_.config.directory_mode, s_.config.allow_shared_directory);
         if (!d) return d;
@@ -3597,18 +3622,16 @@ public:
         return opened();
     }
 
-    // Serves the supervisor's socket (ServerState::given_fd) through a
-    // close-on-exec duplicate, so that the supervisor's fd stays open (and
-    // its number never reused) whatever happens here. The supervisor made
-    // the file, so it is not locked, checked or unlinked (docs/security.md).
-    // O_NONBLOCK is set on the shared open file description.
+    // Serves the supervisor's socket (ServerState::given) through a
+    // duplicate closed on stop; the supervisor's own fd is never closed.
+    // The supervisor made the file, so it is not locked, checked or
+    // unlinked (docs/security.md). O_NONBLOCK is set on the open file
+    // description, which the supervisor shares.
     Result<Unit> adopt() {
-        if (!is_unix_listener(s_.given_fd)) return fail(Errc::socket, ENOTSOCK, "not a listening AF_UNIX stream socket");
-        const int fd = ::fcntl(s_.given_fd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0) return fail(Errc::socket, errno, "dup");
-        Fd dup(fd);
-        if (!set_nonblock_cloexec(fd)) return fail(Errc::socket, errno, "fcntl");
-        listener_ = std::move(dup);
+        auto dup = own_copy(s_.given.get());
+        if (!dup) return fail(dup.error());
+        if (!set_nonblock_cloexec(dup->get())) return fail(Errc::socket, errno, "fcntl");
+        listener_ = std::move(dup).value();
         adopted_ = true;
         return opened();
     }
@@ -4183,15 +4206,17 @@ public:
 
     // A server on a listening AF_UNIX stream socket that another
     // supervisor made (s6, runit, a test harness; systemd's is found by
-    // Ipc::listen() itself). The fd stays the caller's: the server listens
-    // on a close-on-exec duplicate, closed on stop, and never unlinks the
-    // socket's file. An empty name is taken from the bound path's last
-    // component, less ".sock". Errc::socket when fd is not such a socket,
-    // Errc::invalid_name when no name is given or found.
+    // Ipc::listen() itself). The fd stays the caller's, who may close it
+    // at once: the server keeps a close-on-exec duplicate, listens on
+    // another while serving, and never unlinks the socket's file. It sets
+    // O_NONBLOCK on the open file description they share. An empty name is
+    // taken from the bound path's last component, less ".sock".
+    // Errc::socket when fd is not such a socket, Errc::invalid_name when no
+    // name is given or found.
     static Result<Server> from_fd(int fd, std::string_view name = {}, Milliseconds timeout = Milliseconds::forever(),
                                   Config config = Config{}) {
         if (!detail::is_unix_listener(fd)) return fail(Errc::socket, ENOTSOCK, "from_fd: not a listening AF_UNIX stream socket");
-        std::string path = detail::bound_path(fd);
+        std::string path = detail::canonical_bound_path(fd);
         std::string_view stem = name;
         if (stem.empty()) {
             stem = std::string_view(path).substr(path.rfind('/') + 1);
@@ -4199,13 +4224,15 @@ public:
         }
         auto n = Name::parse(stem);
         if (!n) return fail(n.error());
-        return make(std::move(n).value(), std::move(path), std::move(config), timeout, fd);
+        auto copy = detail::own_copy(fd);
+        if (!copy) return fail(copy.error());
+        return make(std::move(n).value(), std::move(path), std::move(config), timeout, std::move(copy).value());
     }
 
 private:
     friend class Ipc;
     explicit Server(std::unique_ptr<detail::ServerState> s) : s_(std::move(s)) {}
-    static Result<Server> make(Name name, std::string path, Config config, Milliseconds timeout, int given_fd) {
+    static Result<Server> make(Name name, std::string path, Config config, Milliseconds timeout, detail::Fd given) {
         int fds[2];
         if (::pipe(fds) != 0) return fail(Errc::socket, errno, "pipe");
         detail::Fd wake_read(fds[0]), wake_write(fds[1]);
@@ -4213,7 +4240,7 @@ private:
         auto stop = std::make_shared<detail::StopState>(std::move(wake_read), std::move(wake_write));
         auto state = std::unique_ptr<detail::ServerState>(
             new detail::ServerState(std::move(name), std::move(path), std::move(config), timeout, std::move(stop)));
-        state->given_fd = given_fd;
+        state->given = std::move(given);
         return Result<Server>(Server(std::move(state)));
     }
     detail::ServerState* state() const noexcept {
@@ -4550,13 +4577,15 @@ public:
         struct sockaddr_un addr {};
         auto len = detail::unix_address(path, addr);
         if (!len) return fail(len.error());
-        // systemd's socket for this name, if it passed one (docs/cookbook.md).
-        auto activated = detail::activated_socket(name, path);
+        // systemd's socket for this name, if it passed one (docs/cookbook.md):
+        // then path() is where that socket is bound.
+        std::string bound = path;
+        auto activated = detail::activated_socket(name, path, bound);
         if (!activated) return fail(activated.error());
         // A live server keeps its name (docs/protocol.md §5); serve() checks again, under the name's lock.
-        if (activated.value() < 0 && detail::is_live(config_.directory, name, static_cast<uid_t>(-1)))
+        if (!activated->valid() && detail::is_live(config_.directory, name, static_cast<uid_t>(-1)))
             return fail(Errc::name_in_use, EADDRINUSE, "listen");
-        return Server::make(name, std::move(path), config_, timeout, activated.value());
+        return Server::make(name, std::move(bound), config_, timeout, std::move(activated).value());
     }
 
 private:

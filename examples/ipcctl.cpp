@@ -11,6 +11,7 @@
 // Exit status: 0 on success, 1 on a runtime failure, 2 on bad arguments.
 // Errors are one line on stderr; nothing ever waits without a bound, except
 // a server (echo, serve) started without --timeout-ms: it serves until stopped.
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include <string>
 #include <string_view>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/wait.h>
@@ -27,6 +29,10 @@
 #include <unistd.h>
 
 #include "ipc.hpp"
+
+#ifndef NSIG
+#define NSIG 65
+#endif
 
 namespace {
 
@@ -58,7 +64,9 @@ const char* const usage_list =
 const char* const usage_exist =
     "usage: ipcctl [--dir DIR] exist NAME\n"
     "Exits 0 when a live server has NAME, 1 when none has (a crashed server's\n"
-    "socket file does not count); prints nothing. Never connects.\n";
+    "socket file does not count); prints nothing. Never connects where\n"
+    "/proc/net/unix can be read (elsewhere a server without a lock, such as\n"
+    "innmind/ipc's or a systemd socket, is probed with a connect).\n";
 
 const char* const usage_wait =
     "usage: ipcctl [--dir DIR] wait NAME [--timeout-ms T]\n"
@@ -94,11 +102,15 @@ const char* const usage_serve =
     "    sender's, from SO_PEERCRED; unset where the system cannot tell);\n"
     "  - what it writes to stdout is the reply, with media type TYPE (default:\n"
     "    the message's); its stderr is ipcctl's.\n"
+    "CMD runs in its own process group, killed when it is done: nothing it\n"
+    "starts outlives the message (unless it calls setsid). It inherits no fd\n"
+    "but 0, 1 and 2, and no LISTEN_* variable.\n"
     "When CMD exits non-zero, is killed, cannot be run, runs longer than C ms\n"
-    "(default 10000; then its process group is killed), or prints more than\n"
-    "the largest message, the sender gets no reply: its connection is closed\n"
-    "(its wait ends with `connection closed`), ipcctl prints one line on stderr\n"
-    "and serves on. Messages are run one at a time, in order of arrival.\n"
+    "(default 10000, at most 2147483647), prints more than the largest message,\n"
+    "or exits leaving its stdout open more than 200 ms (held by something it\n"
+    "started), the sender gets no reply: its connection is closed (its wait\n"
+    "ends with `connection closed`), ipcctl prints one line on stderr and\n"
+    "serves on. Messages are run one at a time, in order of arrival.\n"
     "Stops after N messages (the Nth is answered), after T ms without activity,\n"
     "or on SIGINT/SIGTERM (after the running command); then prints the number\n"
     "of messages it received and exits 0.\n";
@@ -319,16 +331,38 @@ void set_env(const char* var, long long value, bool known) {
     else ::unsetenv(var);
 }
 
+// Every fd but 0, 1 and 2 closes on exec: the command inherits nothing of
+// ipcctl's (a supervisor's listening sockets included).
+void close_on_exec_above_stderr() {
+    DIR* d = ::opendir("/proc/self/fd");
+    if (d == nullptr) {
+        for (int fd = 3; fd < 1024; ++fd) (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        return;
+    }
+    const int own = ::dirfd(d);
+    while (struct dirent* e = ::readdir(d)) {
+        const int fd = std::atoi(e->d_name);
+        if (fd > 2 && fd != own) (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    ::closedir(d);
+}
+
 // In the child, between fork and exec (ipcctl is single-threaded, so
-// setenv is safe here): stdin and stdout are the pipes, the environment
-// describes the message, signals are as a fresh process expects them.
+// setenv and opendir are safe here): stdin and stdout are the pipes, the
+// environment describes the message, nothing else is inherited, and
+// signals are as a fresh process expects them. The parent blocked every
+// signal around fork(): ipcctl's handlers are reset before they are
+// unblocked, so a signal meant for ipcctl cannot run one here.
 [[noreturn]] void exec_command(const CommandSpec& spec, const Message& m, const Peer& peer, int in, int out, int report) {
-    ::setpgid(0, 0);  // its own group: a timeout kills what it started too
+    ::setpgid(0, 0);  // its own group: what it starts is killed with it
     if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0) ::_exit(127);
-    ::signal(SIGPIPE, SIG_DFL);
+    close_on_exec_above_stderr();
+    for (int sig = 1; sig < NSIG; ++sig) (void)::signal(sig, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Socket activation's variables were for ipcctl (sd_listen_fds(3)).
+    for (const char* var : {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}) ::unsetenv(var);
     ::setenv("IPC_NAME", spec.name, 1);
     ::setenv("IPC_MEDIA_TYPE", m.media_type().str().c_str(), 1);
     set_env("IPC_PEER_PID", peer.pid, peer.pid > 0);
@@ -340,25 +374,6 @@ void set_env(const char* var, long long value, bool known) {
     ::_exit(127);
 }
 
-// Waits for the child until the deadline; kills its group after it.
-// The exit status, or -1 when it had to be killed.
-int reap(pid_t pid, std::int64_t deadline) {
-    for (;;) {
-        int status = 0;
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid) return status;
-        if (r < 0 && errno != EINTR) return 0;
-        if (monotonic_ms() >= deadline) {
-            ::kill(-pid, SIGKILL);
-            while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-            }
-            return -1;
-        }
-        struct timespec pause {0, 2000000};
-        ::nanosleep(&pause, nullptr);
-    }
-}
-
 std::string exit_reason(int status) {
     if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
     return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -368,8 +383,14 @@ void close_all(std::initializer_list<int> fds) {
     for (int fd : fds) ::close(fd);
 }
 
+// How long output may still come once the command has exited: what it
+// started in the background and left holding its stdout gets this long.
+constexpr std::int64_t exit_grace_ms = 200;
+
 // Feeds the content to CMD's stdin while reading its stdout (either may be
-// larger than a pipe holds), until it exits or the deadline passes.
+// larger than a pipe holds), until its stdout ends and it has exited, or
+// the deadline passes. Its process group is killed at the end either way:
+// nothing it started outlives the message (setsid() escapes this).
 CommandResult run_command(const CommandSpec& spec, const Message& m, const Peer& peer) {
     CommandResult result;
     int in[2], out[2], report[2];
@@ -383,16 +404,20 @@ CommandResult run_command(const CommandSpec& spec, const Message& m, const Peer&
         return {false, {}, std::string("pipe: ") + std::strerror(errno)};
     }
     std::fflush(nullptr);
+    sigset_t all, before;
+    sigfillset(&all);
+    ::sigprocmask(SIG_SETMASK, &all, &before);
     const pid_t pid = ::fork();
     if (pid == 0) exec_command(spec, m, peer, in[0], out[1], report[1]);
     const int fork_errno = errno;
+    ::sigprocmask(SIG_SETMASK, &before, nullptr);
     close_all({in[0], out[1], report[1]});
     if (pid < 0) {
         close_all({in[1], out[0], report[0]});
         return {false, {}, std::string("fork: ") + std::strerror(fork_errno)};
     }
     ::setpgid(pid, pid);  // also here, so that kill(-pid) works whoever runs first
-    const std::int64_t deadline = monotonic_ms() + spec.timeout_ms;
+    std::int64_t deadline = monotonic_ms() + spec.timeout_ms;
     const std::string& content = m.content();
     std::size_t written = 0;
     int to_child = in[1], from_child = out[0];
@@ -402,22 +427,36 @@ CommandResult run_command(const CommandSpec& spec, const Message& m, const Peer&
         to_child = -1;
     };
     if (content.empty()) end_input();
-    bool timed_out = false, too_long = false;
-    while (from_child >= 0) {
+    bool exited = false, timed_out = false, too_long = false;
+    int status = 0, wait_errno = 0;
+    while (from_child >= 0 || !exited) {
+        if (!exited) {
+            const pid_t r = ::waitpid(pid, &status, WNOHANG);
+            if (r == pid) {
+                exited = true;
+                deadline = std::min(deadline, monotonic_ms() + exit_grace_ms);
+            } else if (r < 0 && errno != EINTR) {
+                wait_errno = errno;
+                break;
+            }
+        }
         const std::int64_t left = deadline - monotonic_ms();
         if (left <= 0) {
             timed_out = true;
             break;
         }
+        // Whether it has exited is checked every 20 ms (no SIGCHLD handler:
+        // the library's signal handling stays the only one).
         struct pollfd fds[2] = {{from_child, POLLIN, 0}, {to_child, POLLOUT, 0}};
-        if (::poll(fds, to_child >= 0 ? 2 : 1, static_cast<int>(left)) < 0) continue;  // EINTR: a signal
+        const int nfds = from_child < 0 ? 0 : (to_child >= 0 ? 2 : 1);
+        if (::poll(fds, static_cast<nfds_t>(nfds), static_cast<int>(exited ? left : std::min<std::int64_t>(left, 20))) < 0) continue;
         if (to_child >= 0 && fds[1].revents != 0) {
             const ssize_t n = ::write(to_child, content.data() + written, content.size() - written);
             if (n > 0) written += static_cast<std::size_t>(n);
             // Done, or it stopped reading (EPIPE): either way, end of input.
             if (written == content.size() || (n < 0 && errno != EAGAIN && errno != EINTR)) end_input();
         }
-        if (fds[0].revents != 0) {
+        if (from_child >= 0 && fds[0].revents != 0) {
             char buf[65536];
             const ssize_t n = ::read(from_child, buf, sizeof buf);
             if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
@@ -432,16 +471,26 @@ CommandResult run_command(const CommandSpec& spec, const Message& m, const Peer&
             }
         }
     }
+    const bool held_open = exited && from_child >= 0;
     if (to_child >= 0) ::close(to_child);
     if (from_child >= 0) ::close(from_child);
-    if (timed_out || too_long) ::kill(-pid, SIGKILL);
-    const int status = reap(pid, timed_out || too_long ? 0 : deadline);
+    ::kill(-pid, SIGKILL);  // the group: a timeout, or what it left behind
+    if (!exited && wait_errno == 0) {
+        while (::waitpid(pid, &status, 0) < 0) {
+            if (errno != EINTR) {
+                wait_errno = errno;
+                break;
+            }
+        }
+    }
     int exec_errno = 0;
     const bool exec_failed = ::read(report[0], &exec_errno, sizeof exec_errno) == static_cast<ssize_t>(sizeof exec_errno);
     ::close(report[0]);
     if (exec_failed) return {false, {}, std::string("cannot run it: ") + std::strerror(exec_errno)};
+    if (wait_errno != 0) return {false, {}, std::string("lost track of it: waitpid: ") + std::strerror(wait_errno)};
     if (too_long) return {false, {}, "its output is over " + std::to_string(spec.max_output) + " bytes; killed"};
-    if (timed_out || status < 0) return {false, {}, "timed out after " + std::to_string(spec.timeout_ms) + " ms; killed"};
+    if (held_open) return {false, {}, exit_reason(status) + ", but its stdout stayed open (held by a process it started); killed"};
+    if (timed_out) return {false, {}, "timed out after " + std::to_string(spec.timeout_ms) + " ms; killed"};
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return {false, {}, exit_reason(status)};
     result.ok = true;
     return result;
@@ -465,8 +514,8 @@ int cmd_serve(const Ipc& ipc, int argc, char** argv) {
             if (!has_value || !parse_count(argv[i + 1], timeout_ms)) return bad_usage("--timeout-ms needs a number of milliseconds", usage_serve);
             ++i;
         } else if (std::strcmp(argv[i], "--command-timeout-ms") == 0) {
-            if (!has_value || !parse_count(argv[i + 1], spec.timeout_ms) || spec.timeout_ms == 0)
-                return bad_usage("--command-timeout-ms needs a positive number of milliseconds", usage_serve);
+            if (!has_value || !parse_count(argv[i + 1], spec.timeout_ms) || spec.timeout_ms == 0 || spec.timeout_ms > 0x7FFFFFFF)
+                return bad_usage("--command-timeout-ms needs a number of milliseconds from 1 to 2147483647", usage_serve);
             ++i;
         } else if (std::strcmp(argv[i], "--reply-type") == 0) {
             if (!has_value) return bad_usage("--reply-type needs a media type", usage_serve);
@@ -497,6 +546,7 @@ int cmd_serve(const Ipc& ipc, int argc, char** argv) {
     if (!server) return failure("listen", server.error());
     server->handle_signals();
     std::signal(SIGPIPE, SIG_IGN);  // a command that exits without reading its stdin
+    std::signal(SIGCHLD, SIG_DFL);  // inherited as ignored, children would reap themselves
     StopHandle stop = server->stop_handle();
     auto result = server->serve(0LL, [&](const Message& m, auto k, long long received, const Peer& peer) {
         ++received;

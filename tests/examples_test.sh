@@ -28,6 +28,22 @@ check() {  # check DESCRIPTION EXPECTED ACTUAL
         echo "FAIL: $1: expected [$2], got [$3]"
     fi
 }
+# reap PID: `wait` for a process of ours, for at most 20 s; past that it
+# is killed and the status is 124 (a hung server fails its check, it does
+# not hang the suite).
+reap() {
+    for _ in $(seq 2000); do
+        kill -0 "$1" 2> /dev/null || break
+        sleep 0.01
+    done
+    if kill -0 "$1" 2> /dev/null; then
+        echo "FAIL: process $1 still running after 20 s: killed"
+        kill -9 "$1" 2> /dev/null
+        wait "$1" 2> /dev/null
+        return 124
+    fi
+    wait "$1"
+}
 # wait_for_name NAME: until `ipcctl list` shows NAME (at most 5 s).
 wait_for_name() {
     for _ in $(seq 500); do
@@ -75,7 +91,7 @@ check "with a one-line error" 1 "$(wc -l < "$dir/err")"
 check "send of stop fails: no reply" 1 $?
 check "send of stop prints no reply" "" "$(cat "$dir/stop.out")"
 check "send of stop says the server closed" 1 "$(grep -c 'connection closed' "$dir/err")"
-wait "$e1"
+reap "$e1"
 check "echo exits 0 after stop" 0 $?
 check "echo prints how many messages it received" 3 "$(cat "$dir/e1.out")"
 check "the server is gone from the list" "" "$("$ipcctl" --dir "$dir" list)"
@@ -105,7 +121,7 @@ sleep 0.2
 "$ipcctl" --dir "$dir" echo e4 > "$dir/e4.out" &
 pids+=($!)
 e4=$!
-wait "$waiter"
+reap "$waiter"
 check "wait returns 0 once the server appears" 0 $?
 "$ipcctl" --dir "$dir" exist e4
 check "exist on a live server exits 0" 0 $?
@@ -123,7 +139,7 @@ check "send --file sends the file's bytes (300 kB)" 0 $?
 check "send --file of a missing file exits 1" 1 $?
 check "with a one-line error" 1 "$(wc -l < "$dir/err")"
 "$ipcctl" --dir "$dir" send e4 text/plain stop > /dev/null 2>&1
-wait "$e4"
+reap "$e4"
 check "the echo server stops on stop" 0 $?
 
 # --max N: stops after answering the Nth message.
@@ -133,7 +149,7 @@ e2=$!
 wait_for_name e2
 check "--max: first" "a" "$("$ipcctl" --dir "$dir" send e2 text/plain a)"
 check "--max: second" "b" "$("$ipcctl" --dir "$dir" send e2 text/plain b)"
-wait "$e2"
+reap "$e2"
 check "--max 2 stops and exits 0" 0 $?
 check "--max 2 prints 2" 2 "$(cat "$dir/e2.out")"
 
@@ -153,7 +169,7 @@ for sig in INT TERM; do
     wait_for_name "e$sig"
     "$ipcctl" --dir "$dir" send "e$sig" text/plain one > /dev/null
     kill -"$sig" "$pid"
-    wait "$pid"
+    reap "$pid"
     check "SIG$sig: exits 0" 0 $?
     check "SIG$sig: prints the count" 1 "$(cat "$dir/$sig.out")"
 done
@@ -166,11 +182,15 @@ cat > "$dir/cmd.sh" << 'END'
 c=$(cat)
 case $c in
     fail) echo "to stderr" >&2; exit 3 ;;
-    slow) sleep 30 & sleep 30 ;;
+    slow) sleep "$MARK" & sleep "$MARK" ;;
+    linger) printf early; sleep "$MARK" & exit 0 ;;
+    fds) for f in /proc/$$/fd/*; do readlink "$f"; done | grep -c '^socket:'; env | grep -c '^LISTEN_'; exit 0 ;;
     env) printf '%s|%s|%s|%s|%s' "$IPC_NAME" "$IPC_MEDIA_TYPE" "${IPC_PEER_UID-unset}" "${IPC_PEER_GID-unset}" "${IPC_PEER_PID-unset}" ;;
     *) printf '<%s>' "$c" ;;
 esac
 END
+# A sleep only this run's commands start (pgrep matches nothing else).
+export MARK="30.$$"
 "$ipcctl" --dir "$dir" serve s1 --command-timeout-ms 300 -- sh "$dir/cmd.sh" > "$dir/s1.out" 2> "$dir/s1.err" &
 pids+=($!)
 s1=$!
@@ -196,15 +216,18 @@ start=$(date +%s%N)
 rc=$?
 elapsed=$((($(date +%s%N) - start) / 1000000))
 check "serve: a command past --command-timeout-ms (300) is killed, no reply, in under 3 s" "1 1" "$rc $([ "$elapsed" -ge 300 ] && [ "$elapsed" -lt 3000 ] && echo 1 || echo 0)"
-check "serve: with its process group (no sleep left)" 0 "$(pgrep -f 'sleep 30' | wc -l)"
+check "serve: with its process group (no sleep left)" 0 "$(pgrep -fx "sleep $MARK" | wc -l)"
+"$ipcctl" --dir "$dir" send s1 text/plain linger > "$dir/linger.out" 2> /dev/null
+check "serve: a command that exits 0 but leaves its stdout held open gets no reply" "1 " "$? $(cat "$dir/linger.out")"
+check "serve: and what held it is killed" 0 "$(pgrep -fx "sleep $MARK" | wc -l)"
 check "serve: and serves on" "<after>" "$("$ipcctl" --dir "$dir" send s1 text/plain after)"
 kill -TERM "$s1"
-wait "$s1"
+reap "$s1"
 check "serve: SIGTERM exits 0" 0 $?
-check "serve: and prints how many messages it received" 6 "$(cat "$dir/s1.out")"
+check "serve: and prints how many messages it received" 7 "$(cat "$dir/s1.out")"
 check "serve: the command's own stderr passes through" 1 "$(grep -c '^to stderr$' "$dir/s1.err")"
 check "serve: one line on stderr per failure (exit status, timeout)" \
-    "ipcctl: serve s1: sh: exited with status 3; no reply|ipcctl: serve s1: sh: timed out after 300 ms; killed; no reply" \
+    "ipcctl: serve s1: sh: exited with status 3; no reply|ipcctl: serve s1: sh: timed out after 300 ms; killed; no reply|ipcctl: serve s1: sh: exited with status 0, but its stdout stayed open (held by a process it started); killed; no reply" \
     "$(grep '^ipcctl' "$dir/s1.err" | tr '\n' '|' | sed 's/|$//')"
 
 # Binary content both ways, larger than a pipe holds; --reply-type; --max.
@@ -216,8 +239,20 @@ head -c 1000000 /dev/urandom > "$dir/mb.in"
 "$ipcctl" --dir "$dir" send s2 text/plain --file "$dir/mb.in" > "$dir/mb.out"
 check "serve: 1 MB of random bytes through cat" 0 "$(cmp -s "$dir/mb.in" "$dir/mb.out"; echo $?)"
 check "serve: --reply-type sets the reply's media type" "application/octet-stream" "$("$ipcctl" --dir "$dir" send s2 text/plain x --print-type | head -n1)"
-wait "$s2"
+reap "$s2"
 check "serve: --max 2 stops after the second and exits 0" "0 2" "$? $(cat "$dir/s2.out")"
+
+# SIGCHLD inherited as ignored (children would reap themselves): a failing
+# command is still a failure, never its output as a reply.
+env --ignore-signal=CHLD "$ipcctl" --dir "$dir" serve s4 --max 1 -- sh -c 'cat; exit 3' > /dev/null 2> "$dir/s4.err" &
+pids+=($!)
+s4=$!
+wait_for_name s4
+"$ipcctl" --dir "$dir" send s4 text/plain x > "$dir/s4.reply" 2> /dev/null
+check "serve: with SIGCHLD ignored, a failing command still gets no reply" "1 " "$? $(cat "$dir/s4.reply")"
+check "serve: and is reported" 1 "$(grep -c 'exited with status 3; no reply' "$dir/s4.err")"
+kill -TERM "$s4" 2> /dev/null
+reap "$s4"
 
 # A command that cannot be run: one line, no reply, serving on.
 "$ipcctl" --dir "$dir" serve s3 --max 2 -- "$dir/no-such-command" > /dev/null 2> "$dir/s3.err" &
@@ -228,7 +263,7 @@ wait_for_name s3
 check "serve: a missing command gets no reply" 1 $?
 "$ipcctl" --dir "$dir" send s3 text/plain x > /dev/null 2>&1
 kill -TERM "$s3" 2> /dev/null
-wait "$s3"
+reap "$s3"
 check "serve: says why, once per message" "2 2" "$(grep -c 'cannot run it: No such file or directory; no reply' "$dir/s3.err") $(wc -l < "$dir/s3.err")"
 
 # systemd socket activation, with Debian's systemd-socket-activate: it binds
@@ -244,18 +279,30 @@ if command -v systemd-socket-activate > /dev/null 2>&1; then
         act=$!
         for _ in $(seq 500); do [ -S "$dir/act.sock" ] && break; sleep 0.01; done
         inode=$(stat -c %i "$dir/act.sock")
+        check "activation by $how: the first message starts the server and is answered" "one" "$("$ipcctl" --dir "$dir" send act text/plain one)"
         "$ipcctl" --dir "$dir" exist act
         check "activation by $how: the supervisor's socket counts as live" 0 $?
-        check "activation by $how: the first message starts the server and is answered" "one" "$("$ipcctl" --dir "$dir" send act text/plain one)"
         check "activation by $how: and the next" "two" "$("$ipcctl" --dir "$dir" send act text/plain two)"
         check "activation by $how: the server has no file of its own" "act.sock" "$(cd "$dir" && ls -d act* .act* 2> /dev/null | grep -v '^act\.\(out\|err\)$' | tr '\n' ' ' | sed 's/ $//')"
         "$ipcctl" --dir "$dir" send act text/plain stop > /dev/null 2>&1
-        wait "$act"
+        reap "$act"
         check "activation by $how: the server exits 0 after stop" 0 $?
-        check "activation by $how: having served the supervisor's fd" 3 "$(cat "$dir/act.out")"
+        check "activation by $how: it received the three messages" 3 "$(cat "$dir/act.out")"
         check "activation by $how: the socket file is left to the supervisor" "$inode" "$(stat -c %i "$dir/act.sock" 2> /dev/null)"
         rm -f "$dir/act.sock"
     done
+    # Two sockets passed, ours second: `serve` takes its own by name, and the
+    # commands it runs inherit neither socket nor LISTEN_* variables.
+    systemd-socket-activate -l "$dir/other.sock" -l "$dir/act2.sock" --fdname=other:act2 \
+        "$ipcctl" --dir "$dir" serve act2 --max 1 -- sh "$dir/cmd.sh" > /dev/null 2> "$dir/act2.err" &
+    pids+=($!)
+    act2=$!
+    for _ in $(seq 500); do [ -S "$dir/act2.sock" ] && break; sleep 0.01; done
+    check "activation: a command of serve inherits no socket and no LISTEN_ variable" "0 0" "$("$ipcctl" --dir "$dir" send act2 text/plain fds | tr '\n' ' ' | sed 's/ $//')"
+    reap "$act2"
+    check "activation: serve took its socket by name and stopped after --max 1" 0 $?
+    rm -f "$dir/other.sock" "$dir/act2.sock"
+
     # The example units (examples/systemd/), checked by systemd itself, with
     # ExecStart pointing at this build's ipcctl.
     units=$(dirname "${BASH_SOURCE[0]}")/../examples/systemd
@@ -274,7 +321,7 @@ pids+=($!)
 server=$!
 check "ping_client prints the seed's line" "server responded pong" "$(TMPDIR=$dir timeout 20 "$ping_client")"
 kill -TERM "$server"
-wait "$server"
+reap "$server"
 check "counter_server stops gracefully on SIGTERM" 0 $?
 check "and prints its count" "counter: 1" "$(cat "$dir/counter.out")"
 

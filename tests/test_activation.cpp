@@ -101,7 +101,9 @@ TEST_CASE("activation: listen() takes the fd LISTEN_FDNAMES names, serves it, an
         if (!s) return std::string("listen ") + errc_name(s.error().code);
         std::string out = serve_commands(*s);
         const bool fd4 = still_listening(4), fd3 = still_listening(3);
-        const bool cloexec = (::fcntl(4, F_GETFD) & FD_CLOEXEC) != 0;
+        // Both passed fds, not only the one served: none leaks into the
+        // programs this process runs (as sd_listen_fds() does).
+        const bool cloexec = (::fcntl(3, F_GETFD) & FD_CLOEXEC) != 0 && (::fcntl(4, F_GETFD) & FD_CLOEXEC) != 0;
         return out + (fd4 && fd3 ? " fds open" : " fds closed") + (cloexec ? " cloexec" : "");
     });
     auto p = ipc.get("srv");  // the kernel queues us until the child accepts
@@ -116,7 +118,6 @@ TEST_CASE("activation: listen() takes the fd LISTEN_FDNAMES names, serves it, an
     // is the same file, still listened on by our copy of the fd.
     CHECK(inode_of(path) == inode);
     CHECK_FALSE(file_exists(dir.file("srv.lock")));
-    CHECK(listening(path));
     ::close(other);
     ::close(mine);
 }
@@ -144,6 +145,43 @@ TEST_CASE("activation: without LISTEN_FDNAMES the fd bound at the server's path 
     CHECK(file_exists(path));
     ::close(unrelated);
     ::close(mine);
+}
+
+TEST_CASE("activation: the path is matched through a symlinked directory; a named socket bound elsewhere gives path()") {
+    Watchdog wd;
+    TempDir dir;
+    // /var/run -> /run on Debian: systemd binds through the link, Ipc spells
+    // the canonical directory.
+    REQUIRE(::mkdir(dir.file("real").c_str(), 0700) == 0);
+    REQUIRE(::symlink("real", dir.file("link").c_str()) == 0);
+    const ipc::Config config = test_config(dir.file("link"));
+    ipc::Ipc ipc(config);
+    const int via_link = supervisor_socket(dir.file("link/srv.sock"));
+    REQUIRE(via_link >= 0);
+    Child server = spawn_activated({via_link}, "unrelated", [&]() -> std::string {
+        auto s = ipc::Ipc(config).listen("srv");
+        if (!s) return std::string("listen ") + errc_name(s.error().code);
+        return s->path() + " " + serve_commands(*s);
+    });
+    auto p = ipc.get("srv");
+    REQUIRE(p.has_value());
+    CHECK(ping(*p) == "pong");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(server.result(5000) == ipc.path_of(name_of("srv")) + " ok 2");
+    CHECK(ipc.path_of(name_of("srv")) == dir.file("real/srv.sock"));
+
+    // Named for the server, bound outside its directory: served, and
+    // path() says where (clients of the directory would not find it).
+    const int elsewhere = supervisor_socket(dir.file("elsewhere.sock"));
+    REQUIRE(elsewhere >= 0);
+    Child named = spawn_activated({elsewhere}, "srv", [&]() -> std::string {
+        auto s = ipc::Ipc(config).listen("srv");
+        if (!s) return std::string("listen ") + errc_name(s.error().code);
+        return s->path();
+    });
+    CHECK(named.result(5000) == dir.file("elsewhere.sock"));
+    ::close(via_link);
+    ::close(elsewhere);
 }
 
 TEST_CASE("activation: fds meant for another process, or a named fd that is not a listener, are refused, never bound over") {
@@ -204,6 +242,30 @@ TEST_CASE("activation: Server::from_fd serves another supervisor's socket; the f
     CHECK(file_exists(path));
     CHECK(still_listening(fd));
     ::close(fd);
+}
+
+TEST_CASE("activation: after from_fd the caller may close its fd, even when its number is reused at once") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    Child server = spawn([&]() -> std::string {
+        const int alpha = supervisor_socket(ipc.path_of(name_of("alpha")));
+        auto s = ipc::Server::from_fd(alpha, {}, ipc::Milliseconds::forever(), config);
+        if (!s) return std::string("from_fd ") + errc_name(s.error().code);
+        ::close(alpha);
+        const int beta = supervisor_socket(ipc.path_of(name_of("beta")));  // takes alpha's number
+        const std::string reused = beta == alpha ? "reused " : "not reused ";
+        return reused + serve_commands(*s);
+    });
+    auto p = ipc.wait("alpha", ipc::Milliseconds(5000));
+    REQUIRE(p.has_value());
+    CHECK(ping(*p) == "pong");
+    // beta's socket is nobody's server: no handshake comes from it.
+    REQUIRE(eventually([&] { return file_exists(ipc.path_of(name_of("beta"))); }));
+    CHECK(outcome(ipc.get("beta", ipc::Milliseconds(300))) == "timed_out");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(server.result(5000) == "reused ok 2");
 }
 
 TEST_CASE("activation: Server::from_fd refuses what it cannot serve, with the reason") {
