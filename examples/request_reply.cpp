@@ -22,7 +22,7 @@
 using namespace ipc_hpp;
 using namespace std::chrono_literals;
 
-// Sends `request` and waits for one reply, both within `timeout`.
+// Sends `m` and waits for one reply, both within `timeout`.
 // On timed_out the Process is not used again: a send that timed out has
 // desynchronized it (later calls fail with desynchronized), and after a wait
 // that timed out it is closed here (later calls fail with closed), since the
