@@ -4234,9 +4234,14 @@ private:
     explicit Server(std::unique_ptr<detail::ServerState> s) : s_(std::move(s)) {}
     static Result<Server> make(Name name, std::string path, Config config, Milliseconds timeout, detail::Fd given) {
         int fds[2];
+#if IPC_HPP_HAVE_SOCK_CLOEXEC  // pipe2() came with SOCK_CLOEXEC: no window for a fork+exec to inherit it
+        if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return fail(Errc::socket, errno, "pipe");
+        detail::Fd wake_read(fds[0]), wake_write(fds[1]);
+#else
         if (::pipe(fds) != 0) return fail(Errc::socket, errno, "pipe");
         detail::Fd wake_read(fds[0]), wake_write(fds[1]);
         if (!detail::set_nonblock_cloexec(fds[0]) || !detail::set_nonblock_cloexec(fds[1])) return fail(Errc::socket, errno, "fcntl");
+#endif
         auto stop = std::make_shared<detail::StopState>(std::move(wake_read), std::move(wake_write));
         auto state = std::unique_ptr<detail::ServerState>(
             new detail::ServerState(std::move(name), std::move(path), std::move(config), timeout, std::move(stop)));
