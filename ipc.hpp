@@ -1994,33 +1994,26 @@ inline int name_lock_held(const std::string& path, const std::string& socket) no
     return dev == static_cast<unsigned long long>(st.st_dev) && ino == static_cast<unsigned long long>(st.st_ino) ? 1 : 0;
 }
 
-// The paths of listening AF_UNIX sockets, from /proc/net/unix. false when
-// the file cannot be read (then callers probe by connecting).
-
-inline bool listening_paths(std::vector<std::string>& out) {
-    out.clear();
-#if IPC_HPP_HAVE_PROC_NET_UNIX
-    int fd = ::open("/proc/net/unix", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    Fd owned(fd);
-    std::string text;
-    char chunk[16384];
-    for (;;) {
-        ssize_t r = ::read(fd, chunk, sizeof chunk);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return false;
-        if (r == 0) break;
-        text.append(chunk, static_cast<std::size_t>(r));
-    }
-    // Num RefCount Protocol Flags Type St Inode Path; listening sockets
-    // carry __SO_ACCEPTCON (0x10000) in Flags.
+// The paths of the listening AF_UNIX sockets in a text laid out as
+// /proc/net/unix is, appended to `out`: its first line (the header) is
+// skipped, then each line is
+//   Num RefCount Protocol Flags Type St Inode[ Path]
+// in fields separated by spaces, and a listening socket carries
+// __SO_ACCEPTCON (0x10000) in Flags. The path is everything after the one
+// space that follows Inode, to the end of the line, spaces included; an
+// abstract name is written "@name" (each NUL in it an '@'), and is
+// returned as written. The kernel does not escape a newline in a path: such
+// a path is cut at it, and what follows is read as a line of its own.
+// A line with no path (an unbound socket) or fewer than seven fields is
+// skipped. Pure: no system call.
+inline void parse_listening_paths(std::string_view text, std::vector<std::string>& out) {
     std::size_t line_start = text.find('\n');
-    while (line_start != std::string::npos && line_start + 1 < text.size()) {
+    while (line_start != std::string_view::npos && line_start + 1 < text.size()) {
         std::size_t b = line_start + 1;
         std::size_t e = text.find('\n', b);
-        if (e == std::string::npos) e = text.size();
-        std::string_view line(text.data() + b, e - b);
-        line_start = e < text.size() ? e : std::string::npos;
+        if (e == std::string_view::npos) e = text.size();
+        std::string_view line = text.substr(b, e - b);
+        line_start = e < text.size() ? e : std::string_view::npos;
         std::size_t field = 0, i = 0;
         std::string_view fields[7];
         while (field < 7 && i < line.size()) {
@@ -2036,6 +2029,27 @@ inline bool listening_paths(std::vector<std::string>& out) {
         if ((flags & 0x10000UL) == 0) continue;
         out.emplace_back(line.substr(i));
     }
+}
+
+// The paths of listening AF_UNIX sockets, from /proc/net/unix
+// (parse_listening_paths). false when the file cannot be read (then
+// callers probe by connecting).
+inline bool listening_paths(std::vector<std::string>& out) {
+    out.clear();
+#if IPC_HPP_HAVE_PROC_NET_UNIX
+    int fd = ::open("/proc/net/unix", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    Fd owned(fd);
+    std::string text;
+    char chunk[16384];
+    for (;;) {
+        ssize_t r = ::read(fd, chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return false;
+        if (r == 0) break;
+        text.append(chunk, static_cast<std::size_t>(r));
+    }
+    parse_listening_paths(text, out);
     return true;
 #else
     return false;
