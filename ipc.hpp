@@ -975,13 +975,13 @@ public:
 
     // Makes room for n more bytes and returns where they go (size unchanged).
     char* reserve_tail(std::size_t n) {
-        if (cap_ - size_ < n) grow(size_ + n);
+        if (cap_ - size_ < n) grow(n > SIZE_MAX - size_ ? SIZE_MAX : size_ + n);  // (no wrap: SIZE_MAX is never there)
         return data_ + size_;
     }
     // The same, or nullptr (nothing changed) when the memory is not there:
     // for room a peer asks for, so one peer cannot abort a server.
     char* try_reserve_tail(std::size_t n) noexcept {
-        if (cap_ - size_ < n && !try_grow(size_ + n)) return nullptr;
+        if (cap_ - size_ < n && (n > SIZE_MAX - size_ || !try_grow(size_ + n))) return nullptr;
         return data_ + size_;
     }
     void commit(std::size_t n) noexcept { size_ += n; }
@@ -1007,9 +1007,14 @@ public:
         data_ = nullptr;
         cap_ = 0;
     }
-    // Gives memory back when the buffer is much larger than what it holds.
+    // Gives memory back when the buffer is much larger than what it holds
+    // (keep 0: all of it, when empty).
     void shrink(std::size_t keep = 4096) noexcept {
         if (cap_ <= keep || size_ > keep) return;
+        if (keep == 0) {  // realloc(p, 0) may free p and return nullptr
+            release();
+            return;
+        }
         char* p = static_cast<char*>(std::realloc(data_, keep));
         if (p != nullptr) {
             data_ = p;
@@ -1420,6 +1425,9 @@ private:
         const std::intmax_t g = gcd(num * 1000, den);
         const std::intmax_t a = num * 1000 / g, b = den / g;
         if constexpr (std::is_integral<Rep>::value) {
+            if constexpr (std::is_unsigned<Rep>::value) {
+                if (static_cast<std::uintmax_t>(count) > static_cast<std::uintmax_t>(top)) return top;
+            }
             const std::intmax_t c = static_cast<std::intmax_t>(count);
             if (c > top / a) return top;
             const std::intmax_t q = c * a;

@@ -654,6 +654,15 @@ TEST_CASE("detail: Milliseconds from durations at the extremes (beyond test_clie
     CHECK(ipc::Milliseconds(duration<short, std::milli>(-1)).is_forever());
     CHECK(ipc::Milliseconds(duration<unsigned, std::milli>(5)).count() == 5);
     CHECK(ipc::Milliseconds(duration<unsigned>(UINT_MAX)).count() == std::int64_t{UINT_MAX} * 1000);
+    CHECK(ipc::Milliseconds(duration<unsigned char, std::milli>(200)).count() == 200);
+    // An unsigned count above INT64_MAX saturates too. It was cast to
+    // intmax_t first: ULLONG_MAX ms came out as -1 (no limit, by luck),
+    // and 2^63 + 5 s overflowed (undefined), to 5000 ms on x86-64.
+    CHECK(ipc::Milliseconds(duration<unsigned long long, std::milli>(ULLONG_MAX)).count() == top);
+    CHECK(ipc::Milliseconds(duration<std::uint64_t>((std::uint64_t{1} << 63) + 5)).count() == top);
+    CHECK(ipc::Milliseconds(duration<std::uint64_t, std::milli>(std::uint64_t{1} << 63)).count() == top);
+    CHECK(ipc::Milliseconds(duration<std::uint64_t, std::milli>((std::uint64_t{1} << 63) - 1)).count() == top);
+    CHECK(ipc::Milliseconds(duration<std::uint64_t, std::milli>((std::uint64_t{1} << 63) - 2)).count() == top - 1);
     // Floating-point counts: infinity and NaN are no finite timeout.
     CHECK(ipc::Milliseconds(duration<double>(std::numeric_limits<double>::infinity())).count() == top);
     CHECK(ipc::Milliseconds(duration<double>(-std::numeric_limits<double>::infinity())).is_forever());
@@ -794,6 +803,42 @@ TEST_CASE("detail: Buffer shrink gives a large buffer back to 4096 bytes once it
     b.append("again", 5);
     CHECK(b.capacity() == 256);
     CHECK(view_of(b) == "again");
+}
+
+TEST_CASE("detail: Buffer try_reserve_tail refuses room whose end would wrap around, and changes nothing") {
+    // size + n past SIZE_MAX wrapped to a small need, which the capacity
+    // met: a pointer came back for SIZE_MAX bytes of room that were not
+    // there. Now nullptr, as for any room the memory is not there for
+    // (and without asking malloc for it).
+    d::Buffer b;
+    b.append("0123456789", 10);
+    const char* at = b.data();
+    CHECK(b.try_reserve_tail(SIZE_MAX) == nullptr);
+    CHECK(b.try_reserve_tail(SIZE_MAX - 9) == nullptr);  // wraps to exactly 0
+    CHECK(b.try_reserve_tail(SIZE_MAX - 4) == nullptr);
+    CHECK(b.data() == at);
+    CHECK(b.size() == 10);
+    CHECK(b.capacity() == 256);
+    CHECK(view_of(b) == "0123456789");
+    CHECK(b.try_reserve_tail(246) == b.data() + 10);  // what is there is still given
+}
+
+TEST_CASE("detail: Buffer shrink(0) frees an empty buffer, and keeps one that holds bytes") {
+    // realloc(p, 0) frees p and returns nullptr (glibc): shrink(0) kept
+    // the freed pointer and its capacity, and the next append wrote into
+    // freed memory.
+    d::Buffer b;
+    b.append("abc", 3);
+    b.shrink(0);  // holds 3 bytes: kept
+    CHECK(b.capacity() == 256);
+    CHECK(view_of(b) == "abc");
+    b.clear();
+    b.shrink(0);
+    CHECK(b.capacity() == 0);
+    CHECK(b.data() == nullptr);
+    b.append("x", 1);
+    CHECK(b.capacity() == 256);
+    CHECK(view_of(b) == "x");
 }
 
 TEST_CASE("detail: Buffer moves its memory, leaving an empty buffer") {
