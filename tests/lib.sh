@@ -1,16 +1,13 @@
 # shellcheck shell=bash
-# tests/lib.sh: the plumbing .ci/run, tests/cross/run.sh,
-# tests/fallbacks/run.sh and tests/consumer/run.sh share. Source it (bash,
-# from any cwd); it defines functions and repo_root, and runs nothing else.
-# NAME below is the prefix of a script's lines ("ci", "cross arm", ...).
-# Call the functions as plain commands, not under if/||/&&: set -e must
-# still stop them at a failing apt-get.
+# tests/lib.sh: plumbing shared by .ci/run and tests/{cross,fallbacks,consumer}/run.sh.
+# Source it from bash, from any cwd. NAME is a script's line prefix ("ci",
+# "cross arm"). Call the functions as plain commands, not under if, || or &&,
+# so that set -e still stops them (at a failing apt-get, say).
 
 # The repository's root, an absolute path, whatever the caller's cwd.
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# have CHECK: true when CHECK is there: a command name, or absolute path
-# patterns (space-separated, globs allowed) of which one is a file.
+# have CHECK: is CHECK there: a command, or one of space-separated absolute path globs a file?
 have() {
     local path
     case $1 in
@@ -23,10 +20,9 @@ have() {
     esac
 }
 
-# install_missing [--all] [--no-summary] NAME CHECK PACKAGE [CHECK PACKAGE...]:
-# apt-get installs each PACKAGE whose CHECK fails (--all: every PACKAGE
-# listed, once one is missing); not root or no apt-get: one error line, then
-# "NAME: 0 passed, 1 failed" (unless --no-summary), and exit 1.
+# install_missing [--all] [--no-summary] NAME CHECK PACKAGE...: apt-get what fails its CHECK.
+# (--all: every PACKAGE once one is missing. Not root or no apt-get: one error
+# line, "NAME: 0 passed, 1 failed" unless --no-summary, and exit 1.)
 install_missing() {
     local all=0 summary=1 name packages=() missing=()
     while true; do
@@ -57,17 +53,16 @@ install_missing() {
     apt-get install -y --no-install-recommends "${packages[@]}"
 }
 
-# summary_exit PREFIX PASSED FAILED STATUS: prints "PREFIXP passed, F failed"
-# as the last line; exits 1 on STATUS != 0, a failure or nothing passed, else 0.
+# summary_exit PREFIX PASSED FAILED STATUS: the "PREFIXP passed, F failed" last line, and exit.
+# (1 on STATUS != 0, a failure or nothing passed; else 0.)
 summary_exit() {
     echo "$1$2 passed, $3 failed"
     if [ "$4" -ne 0 ] || [ "$3" -ne 0 ] || [ "$2" -eq 0 ]; then exit 1; fi
     exit 0
 }
 
-# meson_summary_exit NAME STARTED BUILD_DIR STATUS: counts BUILD_DIR's meson
-# test log (STATUS != 0 is at least one failure), prints "NAME: S s" (since
-# $SECONDS was STARTED), then summary_exit.
+# meson_summary_exit NAME STARTED BUILD_DIR STATUS: "NAME: S s" and summary_exit from the test log.
+# (S: since $SECONDS was STARTED. STATUS != 0 counts as at least one failure.)
 meson_summary_exit() {
     local counts passed failed
     counts=$(python3 "$repo_root/tests/testlog_count.py" "$3")
@@ -82,8 +77,7 @@ stage_names=()
 stage_seconds=()
 stage_started=
 
-# stage NAME SHORT HEADING: ends the running stage (stage_end) and starts the
-# next, printing "NAME: === N. HEADING ===".
+# stage NAME SHORT HEADING: ends the running stage, starts "NAME: === N. HEADING ===".
 stage() {
     stage_end "$1"
     stage_names+=("$2")
@@ -91,8 +85,7 @@ stage() {
     echo "$1: === ${#stage_names[@]}. $3 ==="
 }
 
-# stage_end NAME: ends the running stage, if any, printing
-# "NAME: stage N (SHORT): S s".
+# stage_end NAME: ends the running stage, if any: "NAME: stage N (SHORT): S s".
 stage_end() {
     local n=${#stage_names[@]}
     if [ -z "$stage_started" ]; then return 0; fi
@@ -101,8 +94,7 @@ stage_end() {
     echo "$1: stage $n (${stage_names[n - 1]}): ${stage_seconds[n - 1]} s"
 }
 
-# stage_table NAME: ends the running stage and prints every stage's time and
-# their total.
+# stage_table NAME: ends the running stage, prints each stage's time and the total.
 stage_table() {
     local i total=0
     stage_end "$1"
