@@ -3,7 +3,8 @@
 
 Counted like .ci/run does: OK and EXPECTEDFAIL pass, SKIP is neither, FAIL,
 TIMEOUT, ERROR and UNEXPECTEDPASS fail; a missing log is one failure (the
-suite did not run). Used by tests/cross/run.sh and tests/fallbacks/run.sh.
+suite did not run). Used by .ci/run and tests/lib.sh (meson_summary_exit,
+for tests/cross/run.sh and tests/fallbacks/run.sh).
 """
 import json
 import sys

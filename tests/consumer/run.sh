@@ -21,36 +21,29 @@
 # #if that the header is the version the build system reported. Nothing is
 # written in the source tree: all builds go to a temporary directory,
 # removed at the end. Installs what is missing (Debian 12, root only).
+# The checks are called through check() and the script ends in summary_exit,
+# which always exits: shellcheck would take them for unreachable.
+# shellcheck disable=SC2317
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+repo=$repo_root
 cd "$repo"
 
-missing=()
-command -v meson >/dev/null 2>&1 || missing+=(meson)
-command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
-command -v g++ >/dev/null 2>&1 || missing+=(g++)
-command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-command -v timeout >/dev/null 2>&1 || missing+=(coreutils)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "consumers: missing: ${missing[*]}"
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update
-        apt-get install -y --no-install-recommends "${missing[@]}"
-    else
-        echo "consumers: not root (or no apt-get): install ${missing[*]} and run again" >&2
-        echo "consumers: 0 passed, 1 failed"
-        exit 1
-    fi
-fi
+install_missing consumers \
+    meson meson \
+    ninja ninja-build \
+    g++ g++ \
+    cmake cmake \
+    pkg-config pkg-config \
+    python3 python3 \
+    timeout coreutils
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ipc-hpp-consumers.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 limit=${IPC_HPP_CONSUMER_SECONDS:-300}  # bound for each step
-started=$(date +%s)
+started=$SECONDS
 passed=0
 failed=0
 version=$(python3 -c 'import re, sys; t = open(sys.argv[1]).read(); print(".".join(re.search(r"#define IPC_HPP_VERSION_" + k + r" +(\d+)", t).group(1) for k in ("MAJOR", "MINOR", "PATCH")))' ipc.hpp)
@@ -188,6 +181,5 @@ check cmake-find cmake_find
 check cmake-find-refuses cmake_find_refuses
 check mixed-versions mixed_versions
 
-echo "consumers: $(($(date +%s) - started)) s"
-echo "consumers: $passed passed, $failed failed"
-if [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
+echo "consumers: $((SECONDS - started)) s"
+summary_exit "consumers: " "$passed" "$failed" 0

@@ -30,7 +30,9 @@
 # multiplied by 3 for the emulation.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+cd "$repo_root"
 
 case "${1:-}" in
     arm | arm-linux-gnueabihf) arch=arm; triplet=arm-linux-gnueabihf; qemu="qemu-arm" ;;
@@ -42,44 +44,23 @@ case "${1:-}" in
 esac
 
 build_dir=build-cross-$arch
-started=$(date +%s)
+started=$SECONDS
 
-missing=()
-command -v meson >/dev/null 2>&1 || missing+=(meson)
-command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-command -v timeout >/dev/null 2>&1 || missing+=(coreutils)
-command -v "$triplet-g++" >/dev/null 2>&1 || missing+=("g++-$triplet")
-command -v "$qemu" >/dev/null 2>&1 || missing+=(qemu-user)
-# The build machine's doctest.h, copied into the cross build at configure time.
-[ -f /usr/include/doctest/doctest.h ] || [ -f /usr/local/include/doctest/doctest.h ] || missing+=(doctest-dev)
-
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "cross $arch: missing: ${missing[*]}"
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update
-        apt-get install -y --no-install-recommends "${missing[@]}"
-    else
-        echo "cross $arch: not root (or no apt-get): install ${missing[*]} and run again" >&2
-        echo "cross $arch: 0 passed, 1 failed"
-        exit 1
-    fi
-fi
+# The build machine's doctest.h is copied into the cross build at configure
+# time.
+install_missing "cross $arch" \
+    meson meson \
+    ninja ninja-build \
+    python3 python3 \
+    timeout coreutils \
+    "$triplet-g++" "g++-$triplet" \
+    "$qemu" qemu-user \
+    "/usr/include/doctest/doctest.h /usr/local/include/doctest/doctest.h" doctest-dev
 
 echo "cross $arch: $("$triplet-g++" --version | head -n1), $("$qemu" --version | head -n1)"
 
-finish() {
-    local counts passed failed
-    counts=$(python3 tests/testlog_count.py "$build_dir")
-    passed=${counts% *}
-    failed=${counts#* }
-    if [ "$1" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
-    echo "cross $arch: $(($(date +%s) - started)) s"
-    echo "cross $arch: $passed passed, $failed failed"
-    if [ "$1" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
-    exit 0
-}
+# finish STATUS: the summary line from the test log, and exit.
+finish() { meson_summary_exit "cross $arch" "$started" "$build_dir" "$1"; }
 
 rm -rf "$build_dir"
 # -Dbench=disabled: the benchmark is no test, and under qemu it would measure

@@ -20,42 +20,23 @@
 # IPC_HPP_FALLBACKS_TEST_SECONDS (default 900).
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+cd "$repo_root"
 
 build_dir=build-fallbacks
-started=$(date +%s)
+started=$SECONDS
 
-missing=()
-command -v meson >/dev/null 2>&1 || missing+=(meson)
-command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
-command -v g++ >/dev/null 2>&1 || missing+=(g++)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-command -v timeout >/dev/null 2>&1 || missing+=(coreutils)
-[ -f /usr/include/doctest/doctest.h ] || missing+=(doctest-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "fallbacks: missing: ${missing[*]}"
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update
-        apt-get install -y --no-install-recommends "${missing[@]}"
-    else
-        echo "fallbacks: not root (or no apt-get): install ${missing[*]} and run again" >&2
-        echo "fallbacks: 0 passed, 1 failed"
-        exit 1
-    fi
-fi
+install_missing fallbacks \
+    meson meson \
+    ninja ninja-build \
+    g++ g++ \
+    python3 python3 \
+    timeout coreutils \
+    /usr/include/doctest/doctest.h doctest-dev
 
-finish() {
-    local counts passed failed
-    counts=$(python3 tests/testlog_count.py "$build_dir")
-    passed=${counts% *}
-    failed=${counts#* }
-    if [ "$1" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
-    echo "fallbacks: $(($(date +%s) - started)) s"
-    echo "fallbacks: $passed passed, $failed failed"
-    if [ "$1" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
-    exit 0
-}
+# finish STATUS: the summary line from the test log, and exit.
+finish() { meson_summary_exit fallbacks "$started" "$build_dir" "$1"; }
 
 rm -rf "$build_dir"
 if ! meson setup "$build_dir" -Dfallbacks=true \
