@@ -4,9 +4,13 @@
 // over it, never unlink it, and leave the supervisor's fd open.
 // tests/examples_test.sh runs the same through Debian's real
 // systemd-socket-activate.
-#include "net_support.hpp"
+#include "support/basics.hpp"
+#include "support/child.hpp"
+#include "support/raw_peer.hpp"
+#include "support/server.hpp"
+#include "support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

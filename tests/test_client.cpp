@@ -1,6 +1,10 @@
 // The client side with real sockets and real processes: Ipc::processes,
 // exist, get and wait; Process::send, wait and close against our server.
-#include "net_support.hpp"
+#include "support/basics.hpp"
+#include "support/child.hpp"
+#include "support/raw_peer.hpp"
+#include "support/server.hpp"
+#include "support/temp.hpp"
 
 #include <chrono>
 #include <future>
@@ -8,7 +12,7 @@
 #include <pthread.h>
 #include <sys/resource.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

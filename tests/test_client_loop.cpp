@@ -1,10 +1,12 @@
 // The client inside the user's own poll() loop: Process::post, step, take
 // and events never block; the protocol's one-message-in-flight rule holds.
-#include "net_support.hpp"
+#include "support/basics.hpp"
+#include "support/server.hpp"
+#include "support/temp.hpp"
 
 #include <poll.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

@@ -1,7 +1,8 @@
 // Section 7: the frame codec — encode_to/encode and the incremental Decoder.
 #include "ipc.hpp"
 
-#include "support.hpp"
+#include "support/bytes.hpp"
+#include "support/frames.hpp"
 
 #include <doctest/doctest.h>
 

@@ -2,7 +2,7 @@
 // reference was asked about; this file adds generated ones.
 #include "ipc.hpp"
 
-#include "support.hpp"
+#include "support/bytes.hpp"
 
 #include <doctest/doctest.h>
 

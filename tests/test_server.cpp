@@ -2,14 +2,21 @@
 // server (most often each in its own process), the seed's scenario, graceful
 // shutdown, stop handles, signals, the listen() rules, credentials, limits
 // and leaks.
-#include "net_support.hpp"
+#include "support/basics.hpp"
+#include "support/bytes.hpp"
+#include "support/child.hpp"
+#include "support/frames.hpp"
+#include "support/probes.hpp"
+#include "support/raw_peer.hpp"
+#include "support/server.hpp"
+#include "support/temp.hpp"
 
 #include <set>
 
 #include <chrono>
 #include <future>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 
@@ -54,19 +61,6 @@ bool read_n(int fd, std::size_t n, std::int64_t timeout_ms) {
     }
     return true;
 }
-
-struct Pipe {
-    int fds[2];
-    Pipe() { REQUIRE(::pipe2(fds, O_CLOEXEC) == 0); }
-    ~Pipe() {
-        ::close(fds[0]);
-        ::close(fds[1]);
-    }
-    Pipe(const Pipe&) = delete;
-    Pipe& operator=(const Pipe&) = delete;
-    int read_end() const { return fds[0]; }
-    int write_end() const { return fds[1]; }
-};
 
 const int stop_signals[6] = {SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP, SIGALRM};
 
@@ -628,7 +622,7 @@ TEST_CASE("server: allow_uids refusing our uid closes the connection before the 
         REQUIRE(c.valid());
         std::string before;
         CHECK(c.wait_eof(2000, &before));
-        CHECK(hex(before) == "");  // not even connection start
+        CHECK(to_hex(before) == "");  // not even connection start
         CHECK(outcome(ipc.get(name)) == "permission_denied");  // 0.1: closed_by_peer (issue 10)
         CHECK(eventually([&] { return server.drops.count(ipc::DropReason::refused) == 2; }, 2000));
 #if IPC_HPP_HAVE_SO_PEERCRED

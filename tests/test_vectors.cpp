@@ -3,8 +3,8 @@
 // input. Every line is checked; a line this file does not know fails.
 #include "ipc.hpp"
 
-#include "jsonl.hpp"
-#include "support.hpp"
+#include "support/jsonl.hpp"
+#include "support/bytes.hpp"
 
 #include <doctest/doctest.h>
 

@@ -25,13 +25,20 @@
 //                          default 1, 0.5 under TSan;
 //   IPC_HPP_TORTURE_SEED   the PRNG seed (printed by each test that uses it).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include "net_support.hpp"
+#include "support/basics.hpp"
+#include "support/bytes.hpp"
+#include "support/child.hpp"
+#include "support/frames.hpp"
+#include "support/probes.hpp"
+#include "support/raw_peer.hpp"
+#include "support/server.hpp"
+#include "support/temp.hpp"
 
 #include <linux/sockios.h>  // SIOCOUTQ
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 
@@ -149,64 +156,8 @@ std::uint64_t hash64(std::string_view bytes) {
 bool starts_with(const std::string& s, std::string_view prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 // ---------------------------------------------------------------------------
-// Another process, seen from /proc
+// Limits of this process (fd and RSS probes: support/probes.hpp)
 // ---------------------------------------------------------------------------
-
-// A field of /proc/PID/status in KiB ("VmRSS:", "VmHWM:"), -1 if unknown.
-long status_kb(pid_t pid, const char* field) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/status";
-    FILE* f = std::fopen(path.c_str(), "r");
-    if (f == nullptr) return -1;
-    const std::size_t len = std::strlen(field);
-    char line[256];
-    long kb = -1;
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-        if (std::strncmp(line, field, len) == 0) {
-            kb = std::strtol(line + len, nullptr, 10);
-            break;
-        }
-    }
-    std::fclose(f);
-    return kb;
-}
-// VmRSS of a process in KiB, -1 if unknown.
-long rss_kb(pid_t pid) { return status_kb(pid, "VmRSS:"); }
-// Its VmHWM (peak RSS); reset_peak() starts a new peak from the current
-// RSS (/proc/PID/clear_refs, Linux 4.0).
-long peak_kb(pid_t pid) { return status_kb(pid, "VmHWM:"); }
-bool reset_peak(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/clear_refs";
-    FILE* f = std::fopen(path.c_str(), "w");
-    if (f == nullptr) return false;
-    const bool ok = std::fputs("5", f) >= 0;
-    return std::fclose(f) == 0 && ok;
-}
-
-// Open fds of a process (ls /proc/<pid>/fd), -1 if unknown.
-int fd_count(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/fd";
-    DIR* d = ::opendir(path.c_str());
-    if (d == nullptr) return -1;
-    int n = 0;
-    while (struct dirent* e = ::readdir(d)) {
-        if (e->d_name[0] != '.') ++n;
-    }
-    ::closedir(d);
-    return n;
-}
-
-// The state letter of a process (R, S, D, Z...) from /proc/<pid>/stat.
-char proc_state(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/stat";
-    FILE* f = std::fopen(path.c_str(), "r");
-    if (f == nullptr) return '?';
-    char buf[512];
-    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = '\0';
-    const char* close_paren = std::strrchr(buf, ')');
-    return (close_paren != nullptr && close_paren[1] == ' ') ? close_paren[2] : '?';
-}
 
 // Soft RLIMIT_NOFILE raised to the hard limit; returns the soft limit now.
 rlim_t raise_nofile() {
@@ -219,96 +170,6 @@ rlim_t raise_nofile() {
     }
     return rl.rlim_cur;
 }
-
-// ---------------------------------------------------------------------------
-// Children tell the parent "I am there" / "I am done" through a Beacon: one
-// byte each, counted without blocking, so the parent keeps working (round
-// trips) while it waits.
-// ---------------------------------------------------------------------------
-
-class Beacon {
-public:
-    Beacon() { REQUIRE(::pipe2(fds_, O_CLOEXEC | O_NONBLOCK) == 0); }
-    ~Beacon() {
-        ::close(fds_[0]);
-        ::close(fds_[1]);
-    }
-    Beacon(const Beacon&) = delete;
-    Beacon& operator=(const Beacon&) = delete;
-    // From a child.
-    void signal() const {
-        const char b = 1;
-        while (::write(fds_[1], &b, 1) < 0 && errno == EINTR) {
-        }
-    }
-    // Signals seen so far.
-    int count() {
-        char buf[256];
-        for (;;) {
-            const ssize_t n = ::read(fds_[0], buf, sizeof buf);
-            if (n > 0) {
-                total_ += static_cast<int>(n);
-                continue;
-            }
-            if (n < 0 && errno == EINTR) continue;
-            break;
-        }
-        return total_;
-    }
-    bool wait_for(int n, std::int64_t timeout_ms) {
-        const std::int64_t end = now_ms() + timeout_ms;
-        while (count() < n) {
-            const std::int64_t left = end - now_ms();
-            if (left <= 0) return false;
-            struct pollfd p {};
-            p.fd = fds_[0];
-            p.events = POLLIN;
-            (void)::poll(&p, 1, static_cast<int>(left));
-        }
-        return true;
-    }
-
-private:
-    int fds_[2];
-    int total_ = 0;
-};
-
-// A child's own pipe to the parent, for a one-byte "now" (e.g. "I am about
-// to call wait()").
-struct Pipe {
-    int fds[2];
-    Pipe() { REQUIRE(::pipe2(fds, O_CLOEXEC) == 0); }
-    ~Pipe() {
-        ::close(fds[0]);
-        ::close(fds[1]);
-    }
-    Pipe(const Pipe&) = delete;
-    Pipe& operator=(const Pipe&) = delete;
-    void mark() const {
-        const char b = 1;
-        while (::write(fds[1], &b, 1) < 0 && errno == EINTR) {
-        }
-    }
-    // One byte within timeout_ms.
-    bool wait_mark(std::int64_t timeout_ms) const {
-        const std::int64_t end = now_ms() + timeout_ms;
-        for (;;) {
-            const std::int64_t left = end - now_ms();
-            if (left <= 0) return false;
-            struct pollfd p {};
-            p.fd = fds[0];
-            p.events = POLLIN;
-            const int r = ::poll(&p, 1, static_cast<int>(left));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) continue;
-            char b;
-            const ssize_t n = ::read(fds[0], &b, 1);
-            if (n == 1) return true;
-            if (n < 0 && errno == EINTR) continue;
-            return false;
-        }
-    }
-};
 
 // ---------------------------------------------------------------------------
 // The server under torture: a counting reducer in a forked process.
@@ -567,10 +428,10 @@ std::string flood_peer(const std::string& path, int id, int* sent, int* unread) 
 
 // One flood process: `conns` non-reading connections, one after another.
 // Result: "ok sent=<min>..<max> unread=<min>..<max>" or the first failure.
-std::string flood_process(const std::string& path, int id, int conns, const Beacon& done) {
+std::string flood_process(const std::string& path, int id, int conns, const Pipe& done) {
     struct Done {
-        const Beacon& b;
-        ~Done() { b.signal(); }
+        const Pipe& b;
+        ~Done() { b.mark(); }
     } signal_done{done};
     int sent_min = 1 << 30, sent_max = 0, unread_min = 1 << 30, unread_max = 0;
     for (int i = 0; i < conns; ++i) {
@@ -782,7 +643,7 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
     const int flooders = 4;
     const int conns_each = scaled(8, 2);
     const int floods = flooders * conns_each;
-    Beacon done;
+    Pipe done{O_CLOEXEC | O_NONBLOCK};
     const std::string path = ipc.path_of(name);
     std::vector<Child> peers;
     peers.reserve(flooders);
@@ -946,7 +807,7 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
     const std::string stuck_frame = text_frame(std::string(200, 's'));
     const std::size_t cuts[] = {1, 2 + 5, 2 + 10 + 4 + 100};
     const int stuck = 3;
-    Beacon in_place;
+    Pipe in_place{O_CLOEXEC | O_NONBLOCK};
     std::vector<Child> stalls;
     stalls.reserve(stuck);
     for (int i = 0; i < stuck; ++i) {
@@ -955,10 +816,10 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
             [&path, &in_place, &stuck_frame, cut]() -> std::string {
                 RawConn c = RawConn::connect(path);
                 if (!c.valid() || !c.handshake() || !c.send(std::string_view(stuck_frame).substr(0, cut))) {
-                    in_place.signal();
+                    in_place.mark();
                     return "setup failed";
                 }
-                in_place.signal();
+                in_place.mark();
                 for (;;) ::pause();
             },
             60));
@@ -969,15 +830,15 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
     // and its echo. Mute: connect, then nothing; the server must drop them
     // after handshake_timeout (300 ms).
     const int trickles = 2, mutes = 3;
-    Beacon done;
+    Pipe done{O_CLOEXEC | O_NONBLOCK};
     std::vector<Child> peers;
     peers.reserve(trickles + mutes);
     for (int i = 0; i < trickles; ++i) {
         peers.push_back(spawn(
             [&path, &done, i]() -> std::string {
                 struct Done {
-                    const Beacon& b;
-                    ~Done() { b.signal(); }
+                    const Pipe& b;
+                    ~Done() { b.mark(); }
                 } signal_done{done};
                 RawConn c = RawConn::connect(path);
                 if (!c.valid() || !c.handshake()) return "setup failed";
@@ -996,15 +857,15 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
         peers.push_back(spawn(
             [&path, &done]() -> std::string {
                 struct Done {
-                    const Beacon& b;
-                    ~Done() { b.signal(); }
+                    const Pipe& b;
+                    ~Done() { b.mark(); }
                 } signal_done{done};
                 RawConn c = RawConn::connect(path);
                 if (!c.valid()) return "connect failed";
                 Stopwatch sw;
                 std::string before;
                 if (!c.wait_eof(5000, &before)) return "not dropped";
-                if (before != start_frame()) return "unexpected bytes " + hex(before);
+                if (before != start_frame()) return "unexpected bytes " + to_hex(before);
                 return "eof " + std::to_string(sw.elapsed());
             },
             60));
@@ -1459,7 +1320,7 @@ TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait
     SUBCASE("inside send(), waiting for the ack of a message the reducer is busy with") {
         const ipc::Name name = name_of("busy");
         Pipe busy;
-        Child server = spawn_torture(config, name, 60, busy.fds[1]);
+        Child server = spawn_torture(config, name, 60, busy.write_end());
         ipc::Ipc ipc(config);
         REQUIRE(wait_live(ipc, name));
         Child client = sigpipe_sensitive_client([config, name]() -> std::string {
@@ -1482,11 +1343,11 @@ TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait
     SUBCASE("inside send(), writing a 64 MiB frame") {
         const ipc::Name name = name_of("midwrite");
         Pipe busy;
-        Child server = spawn_torture(config, name, 60, busy.fds[1]);
+        Child server = spawn_torture(config, name, 60, busy.write_end());
         ipc::Ipc ipc(config);
         REQUIRE(wait_live(ipc, name));
         Pipe sending;
-        const int sending_fd = sending.fds[1];
+        const int sending_fd = sending.write_end();
         Child client = sigpipe_sensitive_client([config, name, sending_fd]() -> std::string {
             ipc::Ipc mine(config);
             auto p = mine.get(name, ipc::Milliseconds(5000));
@@ -1511,7 +1372,7 @@ TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait
         ipc::Ipc ipc(config);
         REQUIRE(wait_live(ipc, name));
         Pipe waiting;
-        const int waiting_fd = waiting.fds[1];
+        const int waiting_fd = waiting.write_end();
         Child client = sigpipe_sensitive_client([config, name, waiting_fd]() -> std::string {
             ipc::Ipc mine(config);
             auto p = mine.get(name, ipc::Milliseconds(5000));
@@ -1560,9 +1421,9 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
     const int base_fds = fd_count(server.pid());
     const long rss_before = rss_kb(server.pid());
 
-    Beacon connected;
+    Pipe connected{O_CLOEXEC | O_NONBLOCK};
     Pipe go;
-    const int go_fd = go.fds[0];
+    const int go_fd = go.read_end();
     std::vector<Child> loaders;
     loaders.reserve(procs);
     Stopwatch sw;
@@ -1576,12 +1437,12 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
                 for (int i = 0; i < per_proc; ++i) {
                     auto p = mine.get(name, ipc::Milliseconds(10000));
                     if (!p) {
-                        connected.signal();
+                        connected.mark();
                         return "get " + std::to_string(i) + " " + errc_name(p.error().code);
                     }
                     ps.push_back(std::move(p).value());
                 }
-                connected.signal();
+                connected.mark();
                 char b;
                 ssize_t n;
                 do {
@@ -1617,7 +1478,7 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
     CHECK(all_fds == base_fds + procs * per_proc);  // every client at once
     const long rss_loaded = rss_kb(server.pid());
     sw = Stopwatch();
-    REQUIRE(write_all_fd(go.fds[1], std::string(static_cast<std::size_t>(procs), 'g')));
+    REQUIRE(write_all_fd(go.write_end(), std::string(static_cast<std::size_t>(procs), 'g')));
     for (Child& l : loaders) CHECK(l.result(120000) == "ok " + std::to_string(per_proc * rounds));
     const std::int64_t trips_ms = sw.elapsed();
     const std::uint64_t counted = static_cast<std::uint64_t>(procs * per_proc * rounds);

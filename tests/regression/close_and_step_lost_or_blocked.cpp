@@ -3,9 +3,14 @@
 // step() could block for Config::close_timeout answering the server's close;
 // a server connection that had been closed kept reading (and buffering)
 // whatever the peer sent, without limit.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/child.hpp"
+#include "../support/frames.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 TEST_SUITE("regression") {
 

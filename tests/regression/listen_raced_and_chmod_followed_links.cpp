@@ -7,14 +7,18 @@
 //   (2-4 of 200), and the failure path unlinked whatever was at the path.
 // Now a server takes NAME.lock, binds in a private directory, sets the mode
 // there and renames the socket into place; the directory is checked first.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/child.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
 #include <pwd.h>
 #include <sched.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

@@ -4,9 +4,13 @@
 // server sent back a frame whose lengths disagreed with its bytes. Now a
 // type whose canonical form does not fit is refused where it is built and
 // where it is decoded, and the frame writer checks every length.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/frames.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

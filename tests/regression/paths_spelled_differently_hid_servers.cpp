@@ -4,9 +4,11 @@
 // followed a symlinked NAME.sock to an impostor that `list` did not show.
 // Now the directory is resolved once to its canonical form, and a NAME.sock
 // that is not a socket owned by the expected uid is not a server.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 TEST_SUITE("regression") {
 
