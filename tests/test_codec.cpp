@@ -31,6 +31,8 @@ std::string frame_head(std::string_view media_type, std::uint32_t content_length
 
 }  // namespace
 
+TEST_SUITE("codec") {
+
 TEST_CASE("codec: the frame layout, field by field") {
     // u16 BE media type length | media type | u32 BE content length | content | 0xCE
     CHECK(to_hex(frame_of(text("ping"))) ==
@@ -481,3 +483,5 @@ TEST_CASE("property: any cut of a frame gives need_more, then the message once t
         CHECK(out.media_type().str() == type.canonical);
     }
 }
+
+}  // TEST_SUITE

@@ -288,15 +288,6 @@ ipc::Config torture_config(const std::string& dir) {
     return c;
 }
 
-// A control question (text/plain) and its answer, or "send <errc>" / "reply <errc>".
-std::string ask(ipc::Process& p, std::string_view content, std::int64_t timeout_ms = 5000) {
-    auto s = p.send(ipc::Message::text(content), ipc::Milliseconds(timeout_ms));
-    if (!s) return std::string("send ") + errc_name(s.error().code);
-    auto m = p.wait(ipc::Milliseconds(timeout_ms));
-    if (!m) return std::string("reply ") + errc_name(m.error().code);
-    return m->content();
-}
-
 // One echo round trip (counted by the server): "" when the same bytes came
 // back, else what went wrong. The time it took goes to *elapsed.
 std::string echo(ipc::Process& p, const std::string& content, std::int64_t* elapsed = nullptr,
@@ -664,7 +655,7 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
         ++echoes;
         stats.add(ms);
         Stopwatch q;
-        drops = ask(*ctl, "?drops");
+        drops = ask(*ctl, "?drops", 5000);
         stats.add(q.elapsed());
         if (done.count() == flooders && stats.trips >= 100) break;
     }
@@ -673,7 +664,7 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
     // A flood ends once its last connection was dropped: the drops are known.
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_count(drops, ipc::DropReason::queue_full) == floods;
         },
         2000));
@@ -696,7 +687,7 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
             sent_counts, "; other client: ", stats.text(),
             "; server VmRSS ", rss_before, " -> ", rss_after, " KiB");
     // The carry also counts the floods' requests handled before each drop.
-    const std::string carry = ask(*ctl, "?stat");
+    const std::string carry = ask(*ctl, "?stat", 5000);
     CHECK(std::strtoull(carry.c_str(), nullptr, 10) >= echoes);
     REQUIRE(ctl->send(ipc::Message::text("?stop"), ipc::Milliseconds(5000)).has_value());
     CHECK(outcome(ctl->wait(ipc::Milliseconds(5000))) == "closed");
@@ -903,7 +894,7 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
     std::string drops;
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_total(drops) == mutes + trickles;
         },
         3000));
@@ -913,7 +904,7 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
     CHECK(fd_count(server.pid()) == base_fds + stuck);
     for (Child& s : stalls) s.kill_now();
     CHECK(eventually([&] { return fd_count(server.pid()) == base_fds; }, 3000));
-    drops = ask(*ctl, "?drops");
+    drops = ask(*ctl, "?drops", 5000);
     CHECK(drop_total(drops) == mutes + trickles + stuck);
     MESSAGE("torture 2: ", trickles, " byte-a-10-ms frames, ", stuck, " stuck frames, ", mutes,
             " mute peers; other client: ", stats.text());
@@ -947,7 +938,7 @@ TEST_CASE("torture 2: on an idle server, a mute peer is dropped after handshake_
     MESSAGE("torture 2: mute peer on an idle server dropped after up to ", worst, " ms (handshake_timeout 300 ms)");
     auto ctl = ipc.get(name);
     REQUIRE(ctl.has_value());
-    const std::string drops = ask(*ctl, "?drops");
+    const std::string drops = ask(*ctl, "?drops", 5000);
     CAPTURE(drops);
     CHECK(drop_count(drops, ipc::DropReason::handshake_timeout) == 3);
     stop_server(*ctl, server, 0);
@@ -992,7 +983,7 @@ TEST_CASE("torture 3: frames announcing 4 GiB - 1 are dropped right after their 
     std::string drops;
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_total(drops) == conns;
         },
         3000));
@@ -1105,7 +1096,7 @@ TEST_CASE("torture 3: random garbage from hundreds of raw connections: each drop
     const int garbage_conns = garbage_procs * per_proc;
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_total(drops) == garbage_conns + 2;
         },
         3000));
@@ -1115,7 +1106,7 @@ TEST_CASE("torture 3: random garbage from hundreds of raw connections: each drop
               drop_count(drops, ipc::DropReason::end_of_file) + drop_count(drops, ipc::DropReason::io_error) ==
           garbage_conns);
     MESSAGE("torture 3: ", garbage_conns, " garbage connections dropped:", drops);
-    const std::string carry = ask(*ctl, "?stat");
+    const std::string carry = ask(*ctl, "?stat", 5000);
     CHECK(carry == std::to_string(2 * good_trips));
     stop_server(*ctl, server, static_cast<std::uint64_t>(2 * good_trips));
 }
@@ -1201,7 +1192,7 @@ TEST_CASE("torture 4: 16 MiB and 64 MiB (the default maximum) round-trip intact 
     std::string drops;
     CHECK(eventually(
         [&] {
-            drops = ask(*p, "?drops");
+            drops = ask(*p, "?drops", 5000);
             return drop_total(drops) == 2;
         },
         3000));
@@ -1259,7 +1250,7 @@ TEST_CASE("torture 5: thousands of clients SIGKILLed at random points: the serve
     std::string drops;
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_total(drops) == cycles;
         },
         5000));
@@ -1278,7 +1269,7 @@ TEST_CASE("torture 5: thousands of clients SIGKILLed at random points: the serve
     MESSAGE("torture 5: ", cycles, " clients (scale ", torture_scale(), ") SIGKILLed in ", took, " ms (per point:", points, "), ", complete,
             " complete messages; server fds ", base_fds, " -> ", fds_after, ", VmRSS ", rss_before, " -> ", rss_after,
             " KiB; drops", drops, "; control: ", stats.text());
-    const std::string carry = ask(*ctl, "?stat");
+    const std::string carry = ask(*ctl, "?stat", 5000);
     CHECK(carry == std::to_string(counted + static_cast<std::uint64_t>(complete)));
     stop_server(*ctl, server, counted + static_cast<std::uint64_t>(complete));
 }
@@ -1482,7 +1473,7 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
     for (Child& l : loaders) CHECK(l.result(120000) == "ok " + std::to_string(per_proc * rounds));
     const std::int64_t trips_ms = sw.elapsed();
     const std::uint64_t counted = static_cast<std::uint64_t>(procs * per_proc * rounds);
-    CHECK(ask(*ctl, "?stat") == std::to_string(counted));
+    CHECK(ask(*ctl, "?stat", 5000) == std::to_string(counted));
     int fds_after = -1;
     CHECK(eventually(
         [&] {
@@ -1519,7 +1510,7 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
             return fds_end == base_fds;
         },
         5000));
-    const std::string drops = ask(*ctl, "?drops");
+    const std::string drops = ask(*ctl, "?drops", 5000);
     CAPTURE(drops);
     const long closed_expected = static_cast<long>(procs * per_proc + procs * cycles_per_proc);
     CHECK(drop_count(drops, ipc::DropReason::closed) == closed_expected);

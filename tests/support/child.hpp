@@ -235,6 +235,25 @@ private:
     int total_ = 0;
 };
 
+inline // Reads n bytes from fd within timeout_ms.
+bool read_n(int fd, std::size_t n, std::int64_t timeout_ms) {
+    const std::int64_t end = now_ms() + timeout_ms;
+    std::size_t got = 0;
+    while (got < n) {
+        std::int64_t left = end - now_ms();
+        if (left <= 0) return false;
+        struct pollfd p {};
+        p.fd = fd;
+        p.events = POLLIN;
+        if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+        char buf[64];
+        ssize_t r = ::read(fd, buf, n - got < sizeof buf ? n - got : sizeof buf);
+        if (r <= 0) return false;
+        got += static_cast<std::size_t>(r);
+    }
+    return true;
+}
+
 }  // namespace ipc_test
 
 #endif

@@ -46,15 +46,18 @@ struct CommandReducer {
     }
 };
 
-// One round trip with a CommandReducer server: the reply's content, or
+// One round trip: send `what`, wait for the reply; its content, or
 // "send <errc>" / "reply <errc>".
-inline std::string ping(ipc::Process& p, std::string_view what = "ping") {
-    auto s = p.send(ipc::Message::text(what), ipc::Milliseconds(3000));
+inline std::string ask(ipc::Process& p, std::string_view what, std::int64_t timeout_ms = 3000) {
+    auto s = p.send(ipc::Message::text(what), ipc::Milliseconds(timeout_ms));
     if (!s) return std::string("send ") + errc_name(s.error().code);
-    auto m = p.wait(ipc::Milliseconds(3000));
+    auto m = p.wait(ipc::Milliseconds(timeout_ms));
     if (!m) return std::string("reply ") + errc_name(m.error().code);
     return m->content();
 }
+
+// One round trip with a CommandReducer server, 3 s each way.
+inline std::string ping(ipc::Process& p, std::string_view what = "ping") { return ask(p, what); }
 
 inline std::string show(int v) { return std::to_string(v); }
 inline std::string show(const std::string& v) { return v; }

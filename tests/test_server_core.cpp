@@ -1,7 +1,6 @@
-// docs/protocol.md §4 from the wire: raw bytes against our server, and a raw fake
-// server against our client (Process). Every frame is built and parsed by
-// support/frames.hpp's own encoder, never by ipc.hpp's codec, and compared byte
-// for byte, so a mistake in the codec cannot cancel itself out.
+// Section 13: the server core from the wire — raw bytes against our server (docs/protocol.md §4).
+// Every frame is built and parsed by support/frames.hpp's own encoder, never by ipc.hpp's codec,
+// and compared byte for byte, so a mistake in the codec cannot cancel itself out.
 #include "support/basics.hpp"
 #include "support/bytes.hpp"
 #include "support/child.hpp"
@@ -17,11 +16,6 @@ using namespace ipc_test;
 
 namespace {
 
-template <class T>
-bool not_ready(const std::future<T>& f) {
-    return f.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout;
-}
-
 struct Fixture {
     TempDir dir;
     ipc::Ipc ipc{test_config(dir.path())};
@@ -34,6 +28,8 @@ struct Fixture {
 // ===========================================================================
 // Raw bytes against our server
 // ===========================================================================
+
+TEST_SUITE("server-core") {
 
 TEST_CASE("raw client vs server: handshake is byte exact and start ok makes the connection ready") {
     Watchdog wd;
@@ -496,294 +492,6 @@ TEST_CASE("raw client vs server: a 16 MiB message round-trips") {
     CHECK(r.value() == 1);
 }
 
-// ===========================================================================
-// A raw fake server against our client (Process)
-// ===========================================================================
-
-namespace {
-
-// A fake server: a raw listener at the path our client connects to.
-struct FakeServer {
-    TempDir dir;
-    ipc::Ipc ipc;
-    ipc::Name name = name_of("fake");
-    RawListener listener;
-    explicit FakeServer(std::int64_t heartbeat_ms = 50)
-        : ipc(test_config(dir.path(), heartbeat_ms)), listener(ipc.path_of(name)) {
-        REQUIRE(listener.valid());
-    }
-};
-
-// Starts ipc.get() on another thread and accepts it; `conn` is the fake
-// server's side. The handshake is left to the caller.
-std::future<ipc::Result<ipc::Process>> start_get(FakeServer& fake, RawConn& conn,
-                                                 ipc::Milliseconds timeout = ipc::Milliseconds(3000)) {
-    auto fut = std::async(std::launch::async, [&fake, timeout] { return fake.ipc.get(fake.name, timeout); });
-    conn = fake.listener.accept(3000);
-    REQUIRE(conn.valid());
-    return fut;
-}
-
-// A Process whose handshake with the fake server is done.
-ipc::Process connected(FakeServer& fake, RawConn& conn) {
-    auto fut = start_get(fake, conn);
-    REQUIRE(conn.send(start_frame()));
-    Frame fr;
-    REQUIRE(conn.read_frame(fr, 2000));
-    REQUIRE(fr.is(start_ok_frame()));
-    auto p = fut.get();
-    REQUIRE(p.has_value());
-    return std::move(p).value();
-}
-
-}  // namespace
-
-TEST_CASE("raw server vs client: handshake — start ok byte for byte, only after connection start") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    auto fut = start_get(fake, conn);
-    CHECK(to_hex(conn.collect(150)) == "");  // the client speaks only after connection start
-    CHECK(not_ready(fut));
-
-    REQUIRE(conn.send(start_frame()));
-    CHECK(to_hex(conn.read_exact(start_ok_frame().size(), 2000)) ==
-          "000a746578742f706c61696e0000001f696e6e6d696e642f6970633a636f6e6e656374696f6e2e73746172742d6f6bce");
-    auto p = fut.get();
-    REQUIRE(p.has_value());
-    CHECK(p->name().str() == "fake");
-    CHECK_FALSE(p->closed());
-
-    // close(): connection close, then it waits for close ok, then closes.
-    auto closing = std::async(std::launch::async, [&] { return p->close(ipc::Milliseconds(2000)); });
-    Frame fr;
-    REQUIRE(conn.read_frame(fr, 2000));
-    CHECK(to_hex(fr.raw) == to_hex(close_frame()));
-    CHECK(not_ready(closing));
-    REQUIRE(conn.send(close_ok_frame()));
-    CHECK(outcome(closing.get()) == "value");
-    CHECK(p->closed());
-    std::string before;
-    CHECK(conn.wait_eof(2000, &before));
-    CHECK(to_hex(before) == "");
-}
-
-TEST_CASE("raw server vs client: handshake variations and failures") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-
-    SUBCASE("heartbeats before connection start are tolerated; start arriving byte by byte") {
-        auto fut = start_get(fake, conn);
-        REQUIRE(conn.send(heartbeat_frame() + heartbeat_frame()));
-        REQUIRE(conn.send_bytewise(start_frame()));
-        Frame fr;
-        REQUIRE(conn.read_frame(fr, 2000));
-        CHECK(fr.is(start_ok_frame()));
-        auto p = fut.get();
-        CHECK(outcome(p) == "value");
-        conn.close();  // p's destructor does not wait for a close ok
-    }
-    SUBCASE("an application message before connection start is a protocol error") {
-        auto fut = start_get(fake, conn);
-        REQUIRE(conn.send(text_frame("hello")));
-        CHECK(outcome(fut.get()) == "protocol");
-        CHECK(conn.wait_eof(2000));
-    }
-    SUBCASE("connection close before connection start is answered, get fails as closed") {
-        auto fut = start_get(fake, conn);
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(to_hex(before) == to_hex(close_ok_frame()));
-        CHECK(outcome(fut.get()) == "closed");
-    }
-    SUBCASE("a silent server makes get time out") {
-        Stopwatch sw;
-        auto fut = start_get(fake, conn, ipc::Milliseconds(200));
-        CHECK(outcome(fut.get()) == "timed_out");
-        CHECK(sw.elapsed() >= 200);
-        CHECK(sw.elapsed() < 2700);
-    }
-    SUBCASE("a server that hangs up before connection start refused us: permission_denied") {
-        auto fut = start_get(fake, conn);
-        conn.close();
-        CHECK(outcome(fut.get()) == "permission_denied");  // 0.1: closed_by_peer (issue 10)
-    }
-    SUBCASE("a malformed connection start is a malformed frame") {
-        auto fut = start_get(fake, conn);
-        std::string bad = start_frame();
-        bad.back() = 'x';
-        REQUIRE(conn.send(bad));
-        CHECK(outcome(fut.get()) == "malformed_frame");
-    }
-}
-
-TEST_CASE("raw server vs client: send waits for each ack; a response to a non-last message is kept for wait") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    ipc::Process p = connected(fake, conn);
-
-    std::vector<ipc::Message> batch{ipc::Message::text("a"), ipc::Message::of("application/json", "[]")};
-    auto sending = std::async(std::launch::async, [&] { return p.send(batch, ipc::Milliseconds(3000)); });
-    Frame fr;
-    REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(to_hex(fr.raw) == to_hex(text_frame("a")));
-    // No ack yet: the second message is not sent, send() has not returned.
-    for (const Frame& x : conn.frames_within(150)) CHECK(to_hex(x.raw) == to_hex(heartbeat_frame()));
-    CHECK(not_ready(sending));
-    // The ack and a response to "a" in one write.
-    REQUIRE(conn.send(ack_frame() + text_frame("answer to a")));
-    REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(to_hex(fr.raw) == to_hex(frame("application/json", "[]")));
-    CHECK(not_ready(sending));
-    REQUIRE(conn.send(ack_frame()));
-    CHECK(outcome(sending.get()) == "value");
-
-    auto kept = p.wait(ipc::Milliseconds(0));
-    REQUIRE(kept.has_value());
-    CHECK(kept->content() == "answer to a");
-
-    // Without an ack, send times out.
-    Stopwatch sw;
-    auto lonely = p.send(ipc::Message::text("b"), ipc::Milliseconds(200));
-    CHECK(outcome(lonely) == "timed_out");
-    CHECK(sw.elapsed() >= 200);
-    REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(fr.is(text_frame("b")));
-    conn.close();
-}
-
-TEST_CASE("raw server vs client: wait hides heartbeats, sends one each silent period and answers none") {
-    Watchdog wd;
-
-    SUBCASE("a silent server gets a heartbeat each period, wait gives up at its deadline") {
-        FakeServer fake;
-        RawConn conn;
-        ipc::Process p = connected(fake, conn);
-        Stopwatch sw;
-        auto waiting = std::async(std::launch::async, [&] { return p.wait(ipc::Milliseconds(400)); });
-        auto frames = conn.frames_within(600);
-        CHECK(outcome(waiting.get()) == "timed_out");
-        CHECK(sw.elapsed() >= 400);
-        CHECK(frames.size() >= 2);   // 400 ms / 50 ms, with room for a loaded machine
-        CHECK(frames.size() <= 9);
-        for (const Frame& x : frames) CHECK(to_hex(x.raw) == to_hex(heartbeat_frame()));
-        CHECK_FALSE(p.closed());
-        conn.close();
-    }
-    SUBCASE("server heartbeats are not handed on and not answered") {
-        FakeServer fake(2000);  // the client's period is long: it has no reason to send anything
-        RawConn conn;
-        ipc::Process p = connected(fake, conn);
-        auto waiting = std::async(std::launch::async, [&] { return p.wait(ipc::Milliseconds(3000)); });
-        REQUIRE(conn.send(heartbeat_frame() + heartbeat_frame()));
-        REQUIRE(conn.send(heartbeat_frame()));
-        REQUIRE(conn.send(text_frame("after the heartbeats")));
-        auto m = waiting.get();
-        REQUIRE(m.has_value());
-        CHECK(m->content() == "after the heartbeats");
-        CHECK(to_hex(conn.collect(100)) == "");
-        conn.close();
-    }
-}
-
-TEST_CASE("raw server vs client: connection close from the server") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    ipc::Process p = connected(fake, conn);
-
-    SUBCASE("inside wait: close ok, an empty result, later calls closed") {
-        auto waiting = std::async(std::launch::async, [&] { return p.wait(); });
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(to_hex(before) == to_hex(close_ok_frame()));
-        CHECK(outcome(waiting.get()) == "closed");
-    }
-    SUBCASE("instead of an ack: send fails as closed") {
-        auto sending = std::async(std::launch::async, [&] { return p.send(ipc::Message::text("x"), ipc::Milliseconds(2000)); });
-        Frame fr;
-        REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
-        CHECK(fr.is(text_frame("x")));
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(to_hex(before) == to_hex(close_ok_frame()));
-        CHECK(outcome(sending.get()) == "closed");
-    }
-    SUBCASE("crossing the client's own close") {
-        auto closing = std::async(std::launch::async, [&] { return p.close(ipc::Milliseconds(2000)); });
-        Frame fr;
-        REQUIRE(conn.read_frame(fr, 2000));
-        CHECK(fr.is(close_frame()));
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(to_hex(before) == to_hex(close_ok_frame()));
-        CHECK(outcome(closing.get()) == "value");
-    }
-    CHECK(p.closed());
-    CHECK(outcome(p.wait(ipc::Milliseconds(100))) == "closed");
-    CHECK(outcome(p.send(ipc::Message::text("late"), ipc::Milliseconds(100))) == "closed");
-    CHECK(outcome(p.close()) == "value");
-}
-
-TEST_CASE("raw server vs client: close without an answer, a vanished server, a malformed frame") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    ipc::Process p = connected(fake, conn);
-
-    SUBCASE("close ok never comes: close times out and the connection is gone") {
-        Stopwatch sw;
-        CHECK(outcome(p.close(ipc::Milliseconds(200))) == "timed_out");
-        CHECK(sw.elapsed() >= 200);
-        CHECK(p.closed());
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(to_hex(before) == to_hex(close_frame()));
-    }
-    SUBCASE("the server vanishes: closed by peer, then closed") {
-        conn.close();
-        CHECK(outcome(p.wait(ipc::Milliseconds(2000))) == "closed_by_peer");
-        CHECK(p.closed());
-        CHECK(outcome(p.wait(ipc::Milliseconds(10))) == "closed");
-    }
-    SUBCASE("a malformed frame: malformed_frame, then closed") {
-        std::string bad = text_frame("response");
-        bad.back() = '\x00';
-        REQUIRE(conn.send(bad));
-        CHECK(outcome(p.wait(ipc::Milliseconds(2000))) == "malformed_frame");
-        CHECK(p.closed());
-        CHECK(conn.wait_eof(2000));
-    }
-    SUBCASE("a response arriving one byte at a time") {
-        REQUIRE(conn.send_bytewise(frame("text/plain; charset=utf-8", "slowly")));
-        auto m = p.wait(ipc::Milliseconds(3000));
-        REQUIRE(m.has_value());
-        CHECK(m->content() == "slowly");
-        CHECK(m->media_type().str() == "text/plain; charset=utf-8");
-        conn.close();
-    }
-}
-
-TEST_CASE("raw server vs client: the destructor closes properly") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    auto p = std::make_unique<ipc::Process>(connected(fake, conn));
-    auto destroying = std::async(std::launch::async, [&] { p.reset(); });
-    Frame fr;
-    REQUIRE(conn.read_frame(fr, 2000));
-    CHECK(to_hex(fr.raw) == to_hex(close_frame()));
-    REQUIRE(conn.send(close_ok_frame()));
-    destroying.get();
-    CHECK(conn.wait_eof(2000));
-}
-
 TEST_CASE("raw client vs server: by default the ack leaves in the same send() as the response") {
     // One send() puts both frames in the socket at once: a reader that waits
     // for the first byte and then reads once gets the ack and the response
@@ -813,3 +521,5 @@ TEST_CASE("raw client vs server: by default the ack leaves in the same send() as
     c.close();
     REQUIRE(server.finish().has_value());
 }
+
+}  // TEST_SUITE
