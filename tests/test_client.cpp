@@ -90,11 +90,7 @@ TEST_CASE("client: Process::wait with and without a timeout") {
     ::close(gate[1]);
 }
 
-TEST_CASE("client: responses to non-last messages of one send are kept in order, also across a move") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "client: responses to non-last messages of one send are kept in order, also across a move") {
     ThreadServer<int> server(ipc, name, 0, &answer_r);
     REQUIRE(wait_live(ipc, name));
 
@@ -135,11 +131,7 @@ TEST_CASE("client: responses to non-last messages of one send are kept in order,
     CHECK(r.value() == 6);
 }
 
-TEST_CASE("client: close and the destructor finish the close handshake; a vanished client is end of file") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "client: close and the destructor finish the close handshake; a vanished client is end of file") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
 
@@ -176,12 +168,7 @@ TEST_CASE("client: close and the destructor finish the close handshake; a vanish
     CHECK(r.value() == 2);
 }
 
-TEST_CASE("client: a server killed with SIGKILL — wait and send report closed_by_peer, then closed") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "client: a server killed with SIGKILL — wait and send report closed_by_peer, then closed") {
     Child server = spawn_server(config, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     auto p = ipc.get(name);
@@ -448,11 +435,7 @@ ipc::Result<ipc::Unit> pump(ipc::Process& p, int timeout_ms) {
 
 }  // namespace
 
-TEST_CASE("client loop: posted messages go one at a time, answers are taken in order, nothing blocks") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "client loop: posted messages go one at a time, answers are taken in order, nothing blocks") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     auto p = ipc.get(name);

@@ -77,13 +77,7 @@ TEST_CASE("client: processes lists live servers sorted, never stale files, inval
     CHECK_FALSE(ipc.exist(name_of("beta")));
 }
 
-TEST_CASE("client: get — not_found, connection_refused on a stale file, a Process on a live server") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
-
+TEST_CASE_FIXTURE(Case, "client: get — not_found, connection_refused on a stale file, a Process on a live server") {
     CHECK(outcome(ipc.get(name)) == "not_found");
     REQUIRE(make_stale_socket(ipc.path_of(name)));
     CHECK(outcome(ipc.get(name)) == "connection_refused");

@@ -70,15 +70,7 @@ TEST_CASE("server: the seed scenario — 42 clients get pong, the 43rd message s
     CHECK_FALSE(file_exists(ipc::Ipc(config).path_of(name)));
 }
 
-TEST_CASE("server: our client and our server in two processes — respond, continue, close, stop") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("srv");
-    Child server = spawn_server(config, name, 0, CommandReducer{});
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
-
+TEST_CASE_FIXTURE(ServedCase, "server: our client and our server in two processes — respond, continue, close, stop") {
     auto p = ipc.get(name);
     REQUIRE(p.has_value());
     CHECK(ping(*p) == "pong");                                    // respond
@@ -134,11 +126,7 @@ TEST_CASE("server: with flush_ack_before_reducer, our client's send returns whil
     server.signal(SIGKILL);
 }
 
-TEST_CASE("server: graceful shutdown with several connected clients, stopped from another thread") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "server: graceful shutdown with several connected clients, stopped from another thread") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
 
@@ -175,12 +163,7 @@ TEST_CASE("server: graceful shutdown with several connected clients, stopped fro
     CHECK_FALSE(file_exists(ipc.path_of(name)));
 }
 
-TEST_CASE("server: the listen timeout — no activity stops it; heartbeats are no activity; messages postpone it") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
-
+TEST_CASE_FIXTURE(Case, "server: the listen timeout — no activity stops it; heartbeats are no activity; messages postpone it") {
     SUBCASE("nobody connects") {
         Stopwatch sw;
         ThreadServer<int> server(ipc, name, 7, CommandReducer{}, ipc::Milliseconds(300));
@@ -419,11 +402,7 @@ TEST_CASE("server: a 4-argument reducer gets the client's pid, uid and gid (SO_P
     CHECK(starts_with(server.result(5000), "ok 3 "));
 }
 
-TEST_CASE("server: allow_uids refusing our uid closes the connection before the handshake") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "server: allow_uids refusing our uid closes the connection before the handshake") {
     {
         ThreadServer<int> server(ipc, name, 0, CommandReducer{}, ipc::Milliseconds::forever(),
                                  [](ipc::Server& s) { s.allow_uids({::getuid() + 1}); });
@@ -465,15 +444,7 @@ TEST_CASE("server: allow_uids refusing our uid closes the connection before the 
     }
 }
 
-TEST_CASE("server: no fd leaks after hundreds of connect/close cycles, on either side") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("srv");
-    Child server = spawn_server(config, name, 0, CommandReducer{});
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
-
+TEST_CASE_FIXTURE(ServedCase, "server: no fd leaks after hundreds of connect/close cycles, on either side") {
     auto probe = ipc.get(name);
     REQUIRE(probe.has_value());
     const std::string server_fds = ping(*probe, "fds");
@@ -518,14 +489,7 @@ TEST_CASE("server: no fd leaks after hundreds of connect/close cycles, on either
     CHECK(starts_with(r, "ok "));
 }
 
-TEST_CASE("server: a 16 MiB message round-trips between our client and our server in another process") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("srv");
-    Child server = spawn_server(config, name, 0, CommandReducer{});
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+TEST_CASE_FIXTURE(ServedCase, "server: a 16 MiB message round-trips between our client and our server in another process") {
     auto p = ipc.get(name);
     REQUIRE(p.has_value());
     std::string content(16u << 20, '\0');

@@ -132,13 +132,7 @@ TEST_CASE("server: handle_signals — each of the reference's six signals stops 
     }
 }
 
-TEST_CASE("server: without handle_signals no disposition changes, and SIGTERM kills it leaving a stale file") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
-
+TEST_CASE_FIXTURE(Case, "server: without handle_signals no disposition changes, and SIGTERM kills it leaving a stale file") {
     SUBCASE("in this process: dispositions before, while serving and after are the same") {
         struct sigaction before[6], during[6], after[6];
         for (int i = 0; i < 6; ++i) ::sigaction(stop_signals[i], nullptr, &before[i]);

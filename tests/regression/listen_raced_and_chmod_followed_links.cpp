@@ -106,11 +106,7 @@ TEST_CASE("regression: two listen() on one name at once: exactly one serves, wit
     CHECK(exactly_one == 400);
 }
 
-TEST_CASE("regression: a failed listen removes nothing it did not create") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "regression: a failed listen removes nothing it did not create") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     struct stat before {};

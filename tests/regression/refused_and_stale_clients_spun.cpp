@@ -16,11 +16,7 @@ using namespace ipc_test;
 
 TEST_SUITE("regression") {
 
-TEST_CASE("regression: a refused uid is permission_denied at once, also from wait()") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "regression: a refused uid is permission_denied at once, also from wait()") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{}, ipc::Milliseconds::forever(),
                              [](ipc::Server& s) { s.allow_uids({::getuid() + 1}); });
     REQUIRE(wait_live(ipc, name));

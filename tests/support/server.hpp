@@ -5,6 +5,7 @@
 #include "basics.hpp"
 #include "child.hpp"
 #include "probes.hpp"
+#include "temp.hpp"
 
 #include <doctest/doctest.h>
 
@@ -218,6 +219,13 @@ private:
     ipc::Result<Carry> result_;
     std::atomic<bool> done_{false};
     std::thread thread_;
+};
+
+// A Case whose name "srv" is served by a forked CommandReducer server from 0,
+// live before the case starts (TEST_CASE_FIXTURE(ServedCase, "...")).
+struct ServedCase : Case {
+    Child server = spawn_server(config, name, 0, CommandReducer{});
+    ServedCase() { REQUIRE(wait_live(ipc, name)); }
 };
 
 }  // namespace ipc_test

@@ -1,8 +1,10 @@
-// Temp directories and configs: a fresh directory per test (TempDir), test_config, name_of.
+// Temp directories and configs: a fresh directory per test (TempDir), test_config, name_of, the Case fixture.
 #ifndef IPC_HPP_TESTS_SUPPORT_TEMP_HPP
 #define IPC_HPP_TESTS_SUPPORT_TEMP_HPP
 
 #include "ipc.hpp"
+
+#include "basics.hpp"
 
 #include <doctest/doctest.h>
 
@@ -66,6 +68,16 @@ inline ipc::Config test_config(const std::string& dir, std::int64_t heartbeat_ms
 }
 
 inline ipc::Name name_of(std::string_view s) { return ipc::Name::parse(s).value(); }
+
+// What most cases start with (TEST_CASE_FIXTURE(Case, "...")): a watchdog,
+// a fresh directory, the test config on it, an Ipc and the name "srv".
+struct Case {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc{config};
+    const ipc::Name name = name_of("srv");
+};
 
 }  // namespace ipc_test
 
