@@ -3,14 +3,17 @@
 // std::bad_alloc for sizes in a window while `failing` is set). Builds
 // without exceptions abort on a failed allocation instead: nothing to test.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include "net_support.hpp"
+#include "support/basics.hpp"
+#include "support/frames.hpp"
+#include "support/raw_peer.hpp"
+#include "support/temp.hpp"
 
 #include <atomic>
 #include <cstdlib>
 #include <new>
 #include <thread>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 std::atomic<bool> failing{false};

@@ -4,7 +4,7 @@
 // and compares its frame with one built in its own translation unit.
 #include "ipc.hpp"
 
-#include "support.hpp"
+#include "support/bytes.hpp"
 
 std::string ipc_test::frame_built_in_second_tu(std::string_view media_type, std::string_view content) {
     auto message = ipc_hpp::Message::make(media_type, content);

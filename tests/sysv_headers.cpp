@@ -15,6 +15,8 @@
 
 #include <doctest/doctest.h>
 
+TEST_SUITE("sysv_headers") {
+
 TEST_CASE("sysv headers: ipc.hpp and <sys/ipc.h> coexist in one translation unit") {
     CHECK(IPC_PRIVATE == static_cast<key_t>(0));
     CHECK((IPC_CREAT | IPC_EXCL) != 0);
@@ -22,3 +24,5 @@ TEST_CASE("sysv headers: ipc.hpp and <sys/ipc.h> coexist in one translation unit
     CHECK(IPC_HPP_VERSION >= 100);
     CHECK(ipc_hpp::Name::parse("sysv").has_value());
 }
+
+}  // TEST_SUITE

@@ -1,32 +1,24 @@
-// The client side with real sockets and real processes: Ipc::processes,
-// exist, get and wait; Process::send, wait and close against our server.
-#include "net_support.hpp"
+// Section 11: the client, Process, with real sockets and real processes:
+// send, wait and close against our server; inside the user's own poll()
+// loop (post, step, take); and against a raw fake server, byte for byte.
+#include "support/basics.hpp"
+#include "support/bytes.hpp"
+#include "support/child.hpp"
+#include "support/frames.hpp"
+#include "support/raw_peer.hpp"
+#include "support/server.hpp"
+#include "support/temp.hpp"
 
 #include <chrono>
 #include <future>
 
+#include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
-
-std::string ask(ipc::Process& p, std::string_view what, std::int64_t timeout_ms = 3000) {
-    auto s = p.send(ipc::Message::text(what), ipc::Milliseconds(timeout_ms));
-    if (!s) return std::string("send ") + errc_name(s.error().code);
-    auto m = p.wait(ipc::Milliseconds(timeout_ms));
-    if (!m) return std::string("reply ") + errc_name(m.error().code);
-    return m->content();
-}
-
-std::vector<std::string> names(const ipc::Result<std::vector<ipc::Name>>& r) {
-    std::vector<std::string> out;
-    if (r) {
-        for (const auto& n : r.value()) out.push_back(n.str());
-    }
-    return out;
-}
 
 // "r:X" is answered X, anything else is only acknowledged.
 ipc::Continuation<int> answer_r(const ipc::Message& m, ipc::Continuation<int> c, int n) {
@@ -36,160 +28,7 @@ ipc::Continuation<int> answer_r(const ipc::Message& m, ipc::Continuation<int> c,
 
 }  // namespace
 
-TEST_CASE("client: processes lists live servers sorted, never stale files, invalid names or other files") {
-    Watchdog wd;
-    TempDir dir;
-
-    // A directory that does not exist lists nothing (and is not an error).
-    ipc::Ipc missing(test_config(dir.file("missing")));
-    auto none = missing.processes();
-    REQUIRE(none.has_value());
-    CHECK(none->empty());
-
-    ipc::Ipc ipc(test_config(dir.path()));
-    auto empty = ipc.processes();
-    REQUIRE(empty.has_value());
-    CHECK(empty->empty());
-
-    ThreadServer<int> beta(ipc, name_of("beta"), 0, CommandReducer{});
-    ThreadServer<int> alpha(ipc, name_of("alpha"), 0, CommandReducer{});
-    ThreadServer<int> dash(ipc, name_of("Z_9-x"), 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, name_of("alpha")));
-    REQUIRE(wait_live(ipc, name_of("beta")));
-    REQUIRE(wait_live(ipc, name_of("Z_9-x")));
-    REQUIRE(make_stale_socket(dir.file("gamma.sock")));
-    RawListener invalid(dir.file("not.valid.sock"));  // live, but not a valid name
-    REQUIRE(invalid.valid());
-    RawListener no_suffix(dir.file("delta"));  // live, but no .sock
-    REQUIRE(no_suffix.valid());
-    {
-        FILE* f = std::fopen(dir.file("epsilon.sock").c_str(), "w");  // not a socket
-        REQUIRE(f != nullptr);
-        std::fclose(f);
-    }
-    REQUIRE(::mkdir(dir.file("zeta.sock").c_str(), 0700) == 0);  // a directory
-
-    auto listed = ipc.processes();
-    REQUIRE(listed.has_value());
-    CHECK(names(listed) == std::vector<std::string>{"Z_9-x", "alpha", "beta"});
-
-    CHECK(ipc.exist(name_of("alpha")));
-    CHECK(ipc.exist(name_of("beta")));
-    CHECK_FALSE(ipc.exist(name_of("gamma")));
-    CHECK_FALSE(ipc.exist(name_of("epsilon")));
-    CHECK_FALSE(ipc.exist(name_of("zeta")));
-    CHECK_FALSE(ipc.exist(name_of("nobody")));
-
-    CHECK(beta.finish().has_value());
-    CHECK(names(ipc.processes()) == std::vector<std::string>{"Z_9-x", "alpha"});
-    CHECK_FALSE(ipc.exist(name_of("beta")));
-}
-
-TEST_CASE("client: get — not_found, connection_refused on a stale file, a Process on a live server") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
-
-    CHECK(outcome(ipc.get(name)) == "not_found");
-    REQUIRE(make_stale_socket(ipc.path_of(name)));
-    CHECK(outcome(ipc.get(name)) == "connection_refused");
-    CHECK(file_exists(ipc.path_of(name)));  // get never removes anything
-
-    Child server = spawn_server(config, name, 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
-    CHECK(p->name() == name);
-    CHECK(p->fd() >= 0);
-    CHECK_FALSE(p->closed());
-    CHECK(ask(*p, "ping") == "pong");
-    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
-    CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
-    CHECK(server.result(5000) == "ok 2 drops=closed");
-    CHECK(outcome(ipc.get(name)) == "not_found");
-}
-
-TEST_CASE("client: Ipc::wait without a timeout returns once the server appears") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("later");
-
-    SUBCASE("in a directory that does not exist yet") {
-        const ipc::Config nested = test_config(dir.file("not/yet"));
-        ipc::Ipc waiter(nested);
-        Child server = spawn([nested, name] {
-            sleep_ms(150);  // the scenario: a server that starts after its client
-            ipc::Ipc mine(nested);
-            auto s = mine.listen(name);
-            if (!s) return std::string("listen failed");
-            auto r = s->serve(0, CommandReducer{});
-            return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
-        });
-        Stopwatch sw;
-        auto p = waiter.wait(name);
-        REQUIRE(p.has_value());
-        CHECK(sw.elapsed() >= 100);
-        CHECK(ask(*p, "ping") == "pong");
-        REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
-        CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
-        CHECK(server.result(5000) == "ok 2");
-    }
-    SUBCASE("with a stale socket file in the way") {
-        REQUIRE(make_stale_socket(ipc.path_of(name)));
-        Child server = spawn([config, name] {
-            sleep_ms(150);
-            ipc::Ipc mine(config);
-            auto s = mine.listen(name);
-            if (!s) return std::string("listen failed");
-            auto r = s->serve(0, CommandReducer{});
-            return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
-        });
-        auto p = ipc.wait(name);
-        REQUIRE(p.has_value());
-        CHECK(ask(*p, "ping") == "pong");
-        REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
-        CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
-        CHECK(server.result(5000) == "ok 2");
-    }
-}
-
-TEST_CASE("client: Ipc::wait with a timeout gives up in time, or succeeds when the server comes in time") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
-
-    Stopwatch sw;
-    CHECK(outcome(ipc.wait(name, ipc::Milliseconds(250))) == "timed_out");
-    CHECK(sw.elapsed() >= 250);
-    CHECK(sw.elapsed() < 2750);
-
-    REQUIRE(make_stale_socket(ipc.path_of(name)));
-    Stopwatch stale;
-    CHECK(outcome(ipc.wait(name, ipc::Milliseconds(250))) == "timed_out");
-    CHECK(stale.elapsed() >= 250);
-    CHECK(stale.elapsed() < 2750);
-
-    Child server = spawn([config, name] {
-        sleep_ms(100);
-        ipc::Ipc mine(config);
-        auto s = mine.listen(name);
-        if (!s) return std::string("listen failed");
-        auto r = s->serve(0, CommandReducer{});
-        return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
-    });
-    auto p = ipc.wait(name, ipc::Milliseconds(3000));
-    REQUIRE(p.has_value());
-    CHECK(ask(*p, "stop") == "reply closed");
-    CHECK(server.result(5000) == "ok 1");
-
-    CHECK(outcome(ipc.wait(name, ipc::Milliseconds(0))) == "timed_out");
-}
+TEST_SUITE("client") {
 
 TEST_CASE("client: Process::wait with and without a timeout") {
     Watchdog wd;
@@ -251,11 +90,7 @@ TEST_CASE("client: Process::wait with and without a timeout") {
     ::close(gate[1]);
 }
 
-TEST_CASE("client: responses to non-last messages of one send are kept in order, also across a move") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "client: responses to non-last messages of one send are kept in order, also across a move") {
     ThreadServer<int> server(ipc, name, 0, &answer_r);
     REQUIRE(wait_live(ipc, name));
 
@@ -296,11 +131,7 @@ TEST_CASE("client: responses to non-last messages of one send are kept in order,
     CHECK(r.value() == 6);
 }
 
-TEST_CASE("client: close and the destructor finish the close handshake; a vanished client is end of file") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "client: close and the destructor finish the close handshake; a vanished client is end of file") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
 
@@ -337,12 +168,7 @@ TEST_CASE("client: close and the destructor finish the close handshake; a vanish
     CHECK(r.value() == 2);
 }
 
-TEST_CASE("client: a server killed with SIGKILL — wait and send report closed_by_peer, then closed") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "client: a server killed with SIGKILL — wait and send report closed_by_peer, then closed") {
     Child server = spawn_server(config, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     auto p = ipc.get(name);
@@ -590,60 +416,363 @@ TEST_CASE("client: the send buffer grows (Config::send_buffer) once a large mess
     }
 }
 
-TEST_CASE("client: names as strings — get, wait, exist and listen take them, and say invalid_name") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    CHECK(outcome(ipc.get("not.a name")) == "invalid_name");
-    CHECK(outcome(ipc.get("", ipc::Milliseconds(100))) == "invalid_name");
-    CHECK(outcome(ipc.wait("a/b", ipc::Milliseconds(100))) == "invalid_name");
-    CHECK(outcome(ipc.listen("x y")) == "invalid_name");
-    CHECK_FALSE(ipc.exist("bad.name"));
-    CHECK_FALSE(ipc.exist("srv"));
-    CHECK(outcome(ipc.get("srv")) == "not_found");
 
-    auto server = ipc.listen("srv");
-    REQUIRE(server.has_value());
-    std::thread serving([&] { (void)server->serve(0, CommandReducer{}); });
-    auto p = ipc.wait(std::string("srv"), ipc::Milliseconds(5000));
-    REQUIRE(p.has_value());
-    CHECK(p->name().str() == "srv");
-    CHECK(ipc.exist("srv"));
-    CHECK(ipc.exist(std::string_view("srv")));
-    CHECK(ask(*p, "ping") == "pong");
-    auto q = ipc.get("srv");
-    REQUIRE(q.has_value());
-    CHECK(ask(*q, "count") == "2");
-    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
-    serving.join();
+// ===========================================================================
+// The client in the user's poll loop
+// ===========================================================================
+
+
+namespace {
+
+// Polls the process once (at most timeout_ms) and steps it.
+ipc::Result<ipc::Unit> pump(ipc::Process& p, int timeout_ms) {
+    struct pollfd pfd {};
+    pfd.fd = p.fd();
+    pfd.events = p.events();
+    int r = ::poll(&pfd, 1, timeout_ms);
+    return p.step(r > 0 ? pfd.revents : 0);
 }
 
-TEST_CASE("client: every timeout takes a std::chrono duration, rounded up to the millisecond") {
-    using namespace std::chrono_literals;
-    static_assert(ipc::Milliseconds(500ms).count() == 500, "ms");
-    static_assert(ipc::Milliseconds(2s).count() == 2000, "s");
-    static_assert(ipc::Milliseconds(1500us).count() == 2, "rounded up");
-    static_assert(ipc::Milliseconds(1ns).count() == 1, "never shorter than asked");
-    static_assert(ipc::Milliseconds(0ns).count() == 0, "zero");
-    static_assert(ipc::Milliseconds(std::chrono::hours::max()).count() == 0x7FFFFFFFFFFFFFFF, "saturated");
-    static_assert(ipc::Milliseconds(-5ms).is_forever(), "negative: no limit");
-    CHECK(ipc::Milliseconds(std::chrono::duration<double>(0.0015)).count() == 2);
+}  // namespace
 
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
-    config.close_timeout = 1500ms;
-    ipc::Ipc ipc(config);
-    ThreadServer<int> server(ipc, name_of("srv"), 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, name_of("srv")));
-    auto p = ipc.wait("srv", 5s);
+TEST_CASE_FIXTURE(Case, "client loop: posted messages go one at a time, answers are taken in order, nothing blocks") {
+    ThreadServer<int> server(ipc, name, 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name));
+    auto p = ipc.get(name);
     REQUIRE(p.has_value());
+
+    CHECK(p->events() == POLLIN);
+    REQUIRE(p->post(ipc::Message::text("a")).has_value());
+    REQUIRE(p->post(ipc::Message::text("b")).has_value());
+    REQUIRE(p->post(ipc::Message::text("count")).has_value());
+    CHECK(p->unacknowledged() == 3);  // one in flight, two waiting for its ack
+
+    // A blocking send() would mistake a posted message's ack for its own.
+    CHECK(outcome(p->send(ipc::Message::text("x"), ipc::Milliseconds(100))) == "invalid_argument");
+
+    std::vector<std::string> got;
+    ipc::Message m;
     Stopwatch sw;
-    CHECK(outcome(p->wait(120ms)) == "timed_out");
-    CHECK(sw.elapsed() >= 120);
-    REQUIRE(p->send(ipc::Message::text("ping"), 2s).has_value());
-    auto r = p->wait(std::chrono::duration<double>(2.5));
-    REQUIRE(r.has_value());
-    CHECK(r->content() == "pong");
-    CHECK(p->close(1s).has_value());
+    while (got.size() < 3 && sw.elapsed() < 5000) {
+        REQUIRE(pump(*p, 100).has_value());
+        while (p->take(m)) got.push_back(m.content());
+    }
+    CHECK(got == std::vector<std::string>{"a", "b", "3"});  // the server saw exactly three messages, in order
+    CHECK(p->unacknowledged() == 0);
+    CHECK_FALSE(p->take(m));
+
+    // Blocking calls work again once nothing posted is pending.
+    CHECK(outcome(p->send(ipc::Message::text("ping"), ipc::Milliseconds(2000))) == "value");
+    auto pong = p->wait(ipc::Milliseconds(2000));
+    REQUIRE(pong.has_value());
+    CHECK(pong->content() == "pong");
+
+    // The server's close reaches step() as Errc::closed, after close ok.
+    REQUIRE(p->post(ipc::Message::text("close")).has_value());
+    ipc::Result<ipc::Unit> r = ipc::Unit{};
+    while (r.has_value() && sw.elapsed() < 8000) r = pump(*p, 100);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == ipc::Errc::closed);
+    CHECK(p->closed());
+    CHECK(outcome(p->post(ipc::Message::text("late"))) == "closed");
+    auto result = server.finish();
+    REQUIRE(result.has_value());
+    CHECK(result.value() == 5);  // a, b, count, ping, close
 }
+
+// ===========================================================================
+// A raw fake server against our client (Process)
+// ===========================================================================
+
+namespace {
+
+template <class T>
+bool not_ready(const std::future<T>& f) {
+    return f.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout;
+}
+
+
+// A fake server: a raw listener at the path our client connects to.
+struct FakeServer {
+    TempDir dir;
+    ipc::Ipc ipc;
+    ipc::Name name = name_of("fake");
+    RawListener listener;
+    explicit FakeServer(std::int64_t heartbeat_ms = 50)
+        : ipc(test_config(dir.path(), heartbeat_ms)), listener(ipc.path_of(name)) {
+        REQUIRE(listener.valid());
+    }
+};
+
+// Starts ipc.get() on another thread and accepts it; `conn` is the fake
+// server's side. The handshake is left to the caller.
+std::future<ipc::Result<ipc::Process>> start_get(FakeServer& fake, RawConn& conn,
+                                                 ipc::Milliseconds timeout = ipc::Milliseconds(3000)) {
+    auto fut = std::async(std::launch::async, [&fake, timeout] { return fake.ipc.get(fake.name, timeout); });
+    conn = fake.listener.accept(3000);
+    REQUIRE(conn.valid());
+    return fut;
+}
+
+// A Process whose handshake with the fake server is done.
+ipc::Process connected(FakeServer& fake, RawConn& conn) {
+    auto fut = start_get(fake, conn);
+    REQUIRE(conn.send(start_frame()));
+    Frame fr;
+    REQUIRE(conn.read_frame(fr, 2000));
+    REQUIRE(fr.is(start_ok_frame()));
+    auto p = fut.get();
+    REQUIRE(p.has_value());
+    return std::move(p).value();
+}
+
+}  // namespace
+
+TEST_CASE("raw server vs client: handshake — start ok byte for byte, only after connection start") {
+    Watchdog wd;
+    FakeServer fake;
+    RawConn conn;
+    auto fut = start_get(fake, conn);
+    CHECK(to_hex(conn.collect(150)) == "");  // the client speaks only after connection start
+    CHECK(not_ready(fut));
+
+    REQUIRE(conn.send(start_frame()));
+    CHECK(to_hex(conn.read_exact(start_ok_frame().size(), 2000)) ==
+          "000a746578742f706c61696e0000001f696e6e6d696e642f6970633a636f6e6e656374696f6e2e73746172742d6f6bce");
+    auto p = fut.get();
+    REQUIRE(p.has_value());
+    CHECK(p->name().str() == "fake");
+    CHECK_FALSE(p->closed());
+
+    // close(): connection close, then it waits for close ok, then closes.
+    auto closing = std::async(std::launch::async, [&] { return p->close(ipc::Milliseconds(2000)); });
+    Frame fr;
+    REQUIRE(conn.read_frame(fr, 2000));
+    CHECK(to_hex(fr.raw) == to_hex(close_frame()));
+    CHECK(not_ready(closing));
+    REQUIRE(conn.send(close_ok_frame()));
+    CHECK(outcome(closing.get()) == "value");
+    CHECK(p->closed());
+    std::string before;
+    CHECK(conn.wait_eof(2000, &before));
+    CHECK(to_hex(before) == "");
+}
+
+TEST_CASE("raw server vs client: handshake variations and failures") {
+    Watchdog wd;
+    FakeServer fake;
+    RawConn conn;
+
+    SUBCASE("heartbeats before connection start are tolerated; start arriving byte by byte") {
+        auto fut = start_get(fake, conn);
+        REQUIRE(conn.send(heartbeat_frame() + heartbeat_frame()));
+        REQUIRE(conn.send_bytewise(start_frame()));
+        Frame fr;
+        REQUIRE(conn.read_frame(fr, 2000));
+        CHECK(fr.is(start_ok_frame()));
+        auto p = fut.get();
+        CHECK(outcome(p) == "value");
+        conn.close();  // p's destructor does not wait for a close ok
+    }
+    SUBCASE("an application message before connection start is a protocol error") {
+        auto fut = start_get(fake, conn);
+        REQUIRE(conn.send(text_frame("hello")));
+        CHECK(outcome(fut.get()) == "protocol");
+        CHECK(conn.wait_eof(2000));
+    }
+    SUBCASE("connection close before connection start is answered, get fails as closed") {
+        auto fut = start_get(fake, conn);
+        REQUIRE(conn.send(close_frame()));
+        std::string before;
+        CHECK(conn.wait_eof(2000, &before));
+        CHECK(to_hex(before) == to_hex(close_ok_frame()));
+        CHECK(outcome(fut.get()) == "closed");
+    }
+    SUBCASE("a silent server makes get time out") {
+        Stopwatch sw;
+        auto fut = start_get(fake, conn, ipc::Milliseconds(200));
+        CHECK(outcome(fut.get()) == "timed_out");
+        CHECK(sw.elapsed() >= 200);
+        CHECK(sw.elapsed() < 2700);
+    }
+    SUBCASE("a server that hangs up before connection start refused us: permission_denied") {
+        auto fut = start_get(fake, conn);
+        conn.close();
+        CHECK(outcome(fut.get()) == "permission_denied");  // 0.1: closed_by_peer (issue 10)
+    }
+    SUBCASE("a malformed connection start is a malformed frame") {
+        auto fut = start_get(fake, conn);
+        std::string bad = start_frame();
+        bad.back() = 'x';
+        REQUIRE(conn.send(bad));
+        CHECK(outcome(fut.get()) == "malformed_frame");
+    }
+}
+
+TEST_CASE("raw server vs client: send waits for each ack; a response to a non-last message is kept for wait") {
+    Watchdog wd;
+    FakeServer fake;
+    RawConn conn;
+    ipc::Process p = connected(fake, conn);
+
+    std::vector<ipc::Message> batch{ipc::Message::text("a"), ipc::Message::of("application/json", "[]")};
+    auto sending = std::async(std::launch::async, [&] { return p.send(batch, ipc::Milliseconds(3000)); });
+    Frame fr;
+    REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
+    CHECK(to_hex(fr.raw) == to_hex(text_frame("a")));
+    // No ack yet: the second message is not sent, send() has not returned.
+    for (const Frame& x : conn.frames_within(150)) CHECK(to_hex(x.raw) == to_hex(heartbeat_frame()));
+    CHECK(not_ready(sending));
+    // The ack and a response to "a" in one write.
+    REQUIRE(conn.send(ack_frame() + text_frame("answer to a")));
+    REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
+    CHECK(to_hex(fr.raw) == to_hex(frame("application/json", "[]")));
+    CHECK(not_ready(sending));
+    REQUIRE(conn.send(ack_frame()));
+    CHECK(outcome(sending.get()) == "value");
+
+    auto kept = p.wait(ipc::Milliseconds(0));
+    REQUIRE(kept.has_value());
+    CHECK(kept->content() == "answer to a");
+
+    // Without an ack, send times out.
+    Stopwatch sw;
+    auto lonely = p.send(ipc::Message::text("b"), ipc::Milliseconds(200));
+    CHECK(outcome(lonely) == "timed_out");
+    CHECK(sw.elapsed() >= 200);
+    REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
+    CHECK(fr.is(text_frame("b")));
+    conn.close();
+}
+
+TEST_CASE("raw server vs client: wait hides heartbeats, sends one each silent period and answers none") {
+    Watchdog wd;
+
+    SUBCASE("a silent server gets a heartbeat each period, wait gives up at its deadline") {
+        FakeServer fake;
+        RawConn conn;
+        ipc::Process p = connected(fake, conn);
+        Stopwatch sw;
+        auto waiting = std::async(std::launch::async, [&] { return p.wait(ipc::Milliseconds(400)); });
+        auto frames = conn.frames_within(600);
+        CHECK(outcome(waiting.get()) == "timed_out");
+        CHECK(sw.elapsed() >= 400);
+        CHECK(frames.size() >= 2);   // 400 ms / 50 ms, with room for a loaded machine
+        CHECK(frames.size() <= 9);
+        for (const Frame& x : frames) CHECK(to_hex(x.raw) == to_hex(heartbeat_frame()));
+        CHECK_FALSE(p.closed());
+        conn.close();
+    }
+    SUBCASE("server heartbeats are not handed on and not answered") {
+        FakeServer fake(2000);  // the client's period is long: it has no reason to send anything
+        RawConn conn;
+        ipc::Process p = connected(fake, conn);
+        auto waiting = std::async(std::launch::async, [&] { return p.wait(ipc::Milliseconds(3000)); });
+        REQUIRE(conn.send(heartbeat_frame() + heartbeat_frame()));
+        REQUIRE(conn.send(heartbeat_frame()));
+        REQUIRE(conn.send(text_frame("after the heartbeats")));
+        auto m = waiting.get();
+        REQUIRE(m.has_value());
+        CHECK(m->content() == "after the heartbeats");
+        CHECK(to_hex(conn.collect(100)) == "");
+        conn.close();
+    }
+}
+
+TEST_CASE("raw server vs client: connection close from the server") {
+    Watchdog wd;
+    FakeServer fake;
+    RawConn conn;
+    ipc::Process p = connected(fake, conn);
+
+    SUBCASE("inside wait: close ok, an empty result, later calls closed") {
+        auto waiting = std::async(std::launch::async, [&] { return p.wait(); });
+        REQUIRE(conn.send(close_frame()));
+        std::string before;
+        CHECK(conn.wait_eof(2000, &before));
+        CHECK(to_hex(before) == to_hex(close_ok_frame()));
+        CHECK(outcome(waiting.get()) == "closed");
+    }
+    SUBCASE("instead of an ack: send fails as closed") {
+        auto sending = std::async(std::launch::async, [&] { return p.send(ipc::Message::text("x"), ipc::Milliseconds(2000)); });
+        Frame fr;
+        REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
+        CHECK(fr.is(text_frame("x")));
+        REQUIRE(conn.send(close_frame()));
+        std::string before;
+        CHECK(conn.wait_eof(2000, &before));
+        CHECK(to_hex(before) == to_hex(close_ok_frame()));
+        CHECK(outcome(sending.get()) == "closed");
+    }
+    SUBCASE("crossing the client's own close") {
+        auto closing = std::async(std::launch::async, [&] { return p.close(ipc::Milliseconds(2000)); });
+        Frame fr;
+        REQUIRE(conn.read_frame(fr, 2000));
+        CHECK(fr.is(close_frame()));
+        REQUIRE(conn.send(close_frame()));
+        std::string before;
+        CHECK(conn.wait_eof(2000, &before));
+        CHECK(to_hex(before) == to_hex(close_ok_frame()));
+        CHECK(outcome(closing.get()) == "value");
+    }
+    CHECK(p.closed());
+    CHECK(outcome(p.wait(ipc::Milliseconds(100))) == "closed");
+    CHECK(outcome(p.send(ipc::Message::text("late"), ipc::Milliseconds(100))) == "closed");
+    CHECK(outcome(p.close()) == "value");
+}
+
+TEST_CASE("raw server vs client: close without an answer, a vanished server, a malformed frame") {
+    Watchdog wd;
+    FakeServer fake;
+    RawConn conn;
+    ipc::Process p = connected(fake, conn);
+
+    SUBCASE("close ok never comes: close times out and the connection is gone") {
+        Stopwatch sw;
+        CHECK(outcome(p.close(ipc::Milliseconds(200))) == "timed_out");
+        CHECK(sw.elapsed() >= 200);
+        CHECK(p.closed());
+        std::string before;
+        CHECK(conn.wait_eof(2000, &before));
+        CHECK(to_hex(before) == to_hex(close_frame()));
+    }
+    SUBCASE("the server vanishes: closed by peer, then closed") {
+        conn.close();
+        CHECK(outcome(p.wait(ipc::Milliseconds(2000))) == "closed_by_peer");
+        CHECK(p.closed());
+        CHECK(outcome(p.wait(ipc::Milliseconds(10))) == "closed");
+    }
+    SUBCASE("a malformed frame: malformed_frame, then closed") {
+        std::string bad = text_frame("response");
+        bad.back() = '\x00';
+        REQUIRE(conn.send(bad));
+        CHECK(outcome(p.wait(ipc::Milliseconds(2000))) == "malformed_frame");
+        CHECK(p.closed());
+        CHECK(conn.wait_eof(2000));
+    }
+    SUBCASE("a response arriving one byte at a time") {
+        REQUIRE(conn.send_bytewise(frame("text/plain; charset=utf-8", "slowly")));
+        auto m = p.wait(ipc::Milliseconds(3000));
+        REQUIRE(m.has_value());
+        CHECK(m->content() == "slowly");
+        CHECK(m->media_type().str() == "text/plain; charset=utf-8");
+        conn.close();
+    }
+}
+
+TEST_CASE("raw server vs client: the destructor closes properly") {
+    Watchdog wd;
+    FakeServer fake;
+    RawConn conn;
+    auto p = std::make_unique<ipc::Process>(connected(fake, conn));
+    auto destroying = std::async(std::launch::async, [&] { p.reset(); });
+    Frame fr;
+    REQUIRE(conn.read_frame(fr, 2000));
+    CHECK(to_hex(fr.raw) == to_hex(close_frame()));
+    REQUIRE(conn.send(close_ok_frame()));
+    destroying.get();
+    CHECK(conn.wait_eof(2000));
+}
+
+
+}  // TEST_SUITE

@@ -1,7 +1,8 @@
 // Section 7: the frame codec — encode_to/encode and the incremental Decoder.
 #include "ipc.hpp"
 
-#include "support.hpp"
+#include "support/bytes.hpp"
+#include "support/frames.hpp"
 
 #include <doctest/doctest.h>
 
@@ -29,6 +30,8 @@ std::string frame_head(std::string_view media_type, std::uint32_t content_length
 }
 
 }  // namespace
+
+TEST_SUITE("codec") {
 
 TEST_CASE("codec: the frame layout, field by field") {
     // u16 BE media type length | media type | u32 BE content length | content | 0xCE
@@ -480,3 +483,5 @@ TEST_CASE("property: any cut of a frame gives need_more, then the message once t
         CHECK(out.media_type().str() == type.canonical);
     }
 }
+
+}  // TEST_SUITE

@@ -1,9 +1,13 @@
 // The conversation core (header section 10), without a socket: bytes are
 // fed in by hand, what it queues is read back and parsed independently.
 // Every rule of docs/protocol.md §4 that both sides share lives there.
-#include "net_support.hpp"
+#include "support/basics.hpp"
+#include "support/bytes.hpp"
+#include "support/frames.hpp"
 
-using namespace ipc_net_test;
+#include <doctest/doctest.h>
+
+using namespace ipc_test;
 
 namespace {
 
@@ -52,15 +56,15 @@ TEST_SUITE("conversation") {
 
 TEST_CASE("conversation, server: start first; nothing before start ok; the ack is queued before the message is handed on") {
     Conversation s(ipc::detail::Role::server, config_with(), 0);
-    CHECK(hex(drain(s)) == hex(start_frame()));
+    CHECK(to_hex(drain(s)) == to_hex(start_frame()));
     feed(s, text_frame("early") + heartbeat_frame() + start_ok_frame() + text_frame("ping"), 1);
     CHECK(next_event(s) == Event::started);  // "early" and the heartbeat were ignored
     CHECK(s.state() == State::ready);
     CHECK(next_event(s) == Event::message);
     CHECK(s.frame().content() == "ping");
-    CHECK(hex(queued_bytes(s)) == hex(ack_frame()));  // before anyone reduced it
+    CHECK(to_hex(queued_bytes(s)) == to_hex(ack_frame()));  // before anyone reduced it
     REQUIRE(s.respond(ipc::Message::text("pong")).has_value());
-    CHECK(hex(drain(s)) == hex(ack_frame() + text_frame("pong")));
+    CHECK(to_hex(drain(s)) == to_hex(ack_frame() + text_frame("pong")));
     CHECK(next_event(s) == Event::none);
 }
 
@@ -71,7 +75,7 @@ TEST_CASE("conversation, server: the client's close is answered and ends it; aft
     CHECK(next_event(s) == Event::started);
     CHECK(next_event(s) == Event::closed);
     CHECK(s.state() == State::closed);
-    CHECK(hex(drain(s)) == hex(close_ok_frame()));
+    CHECK(to_hex(drain(s)) == to_hex(close_ok_frame()));
     CHECK(next_event(s) == Event::none);  // nothing more is read
 
     Conversation t(ipc::detail::Role::server, config_with(), 0);
@@ -79,7 +83,7 @@ TEST_CASE("conversation, server: the client's close is answered and ends it; aft
     feed(t, start_ok_frame(), 1);
     CHECK(next_event(t) == Event::started);
     t.close(2, true);
-    CHECK(hex(drain(t)) == hex(close_frame()));
+    CHECK(to_hex(drain(t)) == to_hex(close_frame()));
     feed(t, text_frame("late") + close_ok_frame(), 3);
     CHECK(next_event(t) == Event::closed);  // "late" is neither acknowledged nor handed on
     CHECK(t.queued() == 0);
@@ -95,7 +99,7 @@ TEST_CASE("conversation, server: the client's close is answered and ends it; aft
     (void)drain(u);
     feed(u, close_frame(), 3);
     CHECK(next_event(u) == Event::closed);
-    CHECK(hex(drain(u)) == hex(close_ok_frame()));
+    CHECK(to_hex(drain(u)) == to_hex(close_ok_frame()));
 }
 
 TEST_CASE("conversation, server: after its close, a client that never answers is given up after close_timeout") {
@@ -152,16 +156,16 @@ TEST_CASE("conversation, client: handshake, one message in flight, replies kept 
     CHECK(c.queued() == 0);  // the client waits for the server
     feed(c, start_frame(), 1);
     CHECK(next_event(c) == Event::started);
-    CHECK(hex(drain(c)) == hex(start_ok_frame()));
+    CHECK(to_hex(drain(c)) == to_hex(start_ok_frame()));
 
     REQUIRE(c.post(ipc::Message::text("a")).has_value());
     REQUIRE(c.post(ipc::Message::text("b")).has_value());
     CHECK(c.unacknowledged() == 2);
-    CHECK(hex(drain(c)) == hex(text_frame("a")));  // b waits for a's ack
+    CHECK(to_hex(drain(c)) == to_hex(text_frame("a")));  // b waits for a's ack
     feed(c, text_frame("early reply") + ack_frame(), 2);
     CHECK(next_event(c) == Event::message);
     CHECK(next_event(c) == Event::acknowledged);
-    CHECK(hex(drain(c)) == hex(text_frame("b")));
+    CHECK(to_hex(drain(c)) == to_hex(text_frame("b")));
     feed(c, ack_frame() + ack_frame() + text_frame("re:b"), 3);  // the second ack is stray
     CHECK(next_event(c) == Event::acknowledged);
     CHECK(next_event(c) == Event::message);
@@ -188,7 +192,7 @@ TEST_CASE("conversation, client: the server's close is answered; a frame the wri
     feed(c, start_frame() + close_frame(), 1);
     CHECK(next_event(c) == Event::started);
     CHECK(next_event(c) == Event::closed);
-    CHECK(hex(drain(c)) == hex(start_ok_frame() + close_ok_frame()));
+    CHECK(to_hex(drain(c)) == to_hex(start_ok_frame() + close_ok_frame()));
     CHECK(outcome(c.post(ipc::Message::text("x"))) == "closed");
 
     Conversation d(ipc::detail::Role::client, config_with(), 0);
@@ -251,7 +255,7 @@ TEST_CASE("conversation: heartbeats are due after a quiet period (client) or 1.5
     REQUIRE(c.fire(1099, released));
     CHECK(c.queued() == 0);
     REQUIRE(c.fire(1100, released));
-    CHECK(hex(drain(c, 1100)) == hex(heartbeat_frame()));
+    CHECK(to_hex(drain(c, 1100)) == to_hex(heartbeat_frame()));
     CHECK(c.due() == 2100);
     feed(c, heartbeat_frame(), 1500);  // the server's heartbeat is never answered...
     CHECK(next_event(c) == Event::none);
@@ -269,7 +273,7 @@ TEST_CASE("conversation: heartbeats are due after a quiet period (client) or 1.5
     REQUIRE(s.fire(1699, released));
     CHECK(s.queued() == 0);
     REQUIRE(s.fire(1700, released));
-    CHECK(hex(drain(s, 1700)) == hex(heartbeat_frame()));
+    CHECK(to_hex(drain(s, 1700)) == to_hex(heartbeat_frame()));
     CHECK(s.due() == 3200);
     // A client that heartbeats every period (the reference's waiting client)
     // is never heartbeaten back.

@@ -4,7 +4,8 @@
 // Milliseconds does at its extremes that tests/test_client.cpp does not
 // already pin. Everything here runs in this process, in its own TempDir;
 // what needs the kernel (the /proc/net/unix lines) is made by the test.
-#include "net_support.hpp"
+#include "support/basics.hpp"
+#include "support/temp.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -27,7 +28,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

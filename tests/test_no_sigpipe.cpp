@@ -41,6 +41,8 @@ bool read_byte(int fd) {
 
 }  // namespace
 
+TEST_SUITE("no_sigpipe") {
+
 TEST_CASE("no SIGPIPE: a send to a server killed after the handshake fails with closed_by_peer") {
     char dir_template[] = "/tmp/ipc-nosigpipe-XXXXXX";
     const char* dir = ::mkdtemp(dir_template);
@@ -99,3 +101,5 @@ TEST_CASE("no SIGPIPE: a send to a server killed after the handshake fails with 
     ::unlink(ipc_hpp::Ipc(config).path_of(name).c_str());
     ::rmdir(dir);
 }
+
+}  // TEST_SUITE

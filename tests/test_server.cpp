@@ -1,15 +1,21 @@
-// The server with real sockets and real processes: our client against our
-// server (most often each in its own process), the seed's scenario, graceful
-// shutdown, stop handles, signals, the listen() rules, credentials, limits
-// and leaks.
-#include "net_support.hpp"
-
-#include <set>
+// Section 14: the Server with real sockets and real processes: our client
+// against our server (most often each in its own process), the seed's
+// scenario, graceful shutdown, the listen() rules, credentials, limits and
+// leaks; a supervisor's socket (systemd activation, Server::from_fd).
+#include "support/basics.hpp"
+#include "support/bytes.hpp"
+#include "support/child.hpp"
+#include "support/frames.hpp"
+#include "support/probes.hpp"
+#include "support/raw_peer.hpp"
+#include "support/server.hpp"
+#include "support/temp.hpp"
 
 #include <chrono>
 #include <future>
+#include <set>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 
@@ -33,44 +39,9 @@ std::string seed_client(const ipc::Config& config, const ipc::Name& name) {
     return m->content();
 }
 
-ipc::StopHandle g_stop;  // for the signal handler of a forked server
-extern "C" void request_stop(int) { g_stop.request(); }
-
-// Reads n bytes from fd within timeout_ms.
-bool read_n(int fd, std::size_t n, std::int64_t timeout_ms) {
-    const std::int64_t end = now_ms() + timeout_ms;
-    std::size_t got = 0;
-    while (got < n) {
-        std::int64_t left = end - now_ms();
-        if (left <= 0) return false;
-        struct pollfd p {};
-        p.fd = fd;
-        p.events = POLLIN;
-        if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
-        char buf[64];
-        ssize_t r = ::read(fd, buf, n - got < sizeof buf ? n - got : sizeof buf);
-        if (r <= 0) return false;
-        got += static_cast<std::size_t>(r);
-    }
-    return true;
-}
-
-struct Pipe {
-    int fds[2];
-    Pipe() { REQUIRE(::pipe2(fds, O_CLOEXEC) == 0); }
-    ~Pipe() {
-        ::close(fds[0]);
-        ::close(fds[1]);
-    }
-    Pipe(const Pipe&) = delete;
-    Pipe& operator=(const Pipe&) = delete;
-    int read_end() const { return fds[0]; }
-    int write_end() const { return fds[1]; }
-};
-
-const int stop_signals[6] = {SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP, SIGALRM};
-
 }  // namespace
+
+TEST_SUITE("server") {
 
 TEST_CASE("server: the seed scenario — 42 clients get pong, the 43rd message stops the server, serve returns 42") {
     Watchdog wd;
@@ -99,15 +70,7 @@ TEST_CASE("server: the seed scenario — 42 clients get pong, the 43rd message s
     CHECK_FALSE(file_exists(ipc::Ipc(config).path_of(name)));
 }
 
-TEST_CASE("server: our client and our server in two processes — respond, continue, close, stop") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("srv");
-    Child server = spawn_server(config, name, 0, CommandReducer{});
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
-
+TEST_CASE_FIXTURE(ServedCase, "server: our client and our server in two processes — respond, continue, close, stop") {
     auto p = ipc.get(name);
     REQUIRE(p.has_value());
     CHECK(ping(*p) == "pong");                                    // respond
@@ -163,11 +126,7 @@ TEST_CASE("server: with flush_ack_before_reducer, our client's send returns whil
     server.signal(SIGKILL);
 }
 
-TEST_CASE("server: graceful shutdown with several connected clients, stopped from another thread") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "server: graceful shutdown with several connected clients, stopped from another thread") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
 
@@ -204,179 +163,7 @@ TEST_CASE("server: graceful shutdown with several connected clients, stopped fro
     CHECK_FALSE(file_exists(ipc.path_of(name)));
 }
 
-TEST_CASE("server: stop handle from a signal handler, with clients in other processes") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("srv");
-    Child server = spawn_server(config, name, 0, CommandReducer{}, ipc::Milliseconds::forever(), [](ipc::Server& s) {
-        g_stop = s.stop_handle();
-        struct sigaction sa {};
-        sa.sa_handler = &request_stop;
-        sigemptyset(&sa.sa_mask);
-        ::sigaction(SIGUSR1, &sa, nullptr);
-    });
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
-
-    // Three client processes: each pings, says it is ready, then waits.
-    Pipe ready;
-    const int ready_fd = ready.write_end();
-    std::vector<Child> clients;
-    for (int i = 0; i < 3; ++i) {
-        clients.push_back(spawn([config, name, ready_fd] {
-            ipc::Ipc mine(config);
-            auto p = mine.get(name);
-            if (!p) return std::string("get ") + errc_name(p.error().code);
-            std::string pong = ping(*p);
-            (void)write_all_fd(ready_fd, "r");
-            if (pong != "pong") return pong;
-            return outcome(p->wait(ipc::Milliseconds(5000)));
-        }));
-    }
-    REQUIRE(read_n(ready.read_end(), 3, 5000));
-    auto mine = ipc.get(name);
-    REQUIRE(mine.has_value());
-    CHECK(ping(*mine, "count") == "4");
-
-    server.signal(SIGUSR1);
-    CHECK(outcome(mine->wait(ipc::Milliseconds(3000))) == "closed");
-    for (Child& c : clients) CHECK(c.result(5000) == "closed");
-    std::string r = server.result(5000);
-    CAPTURE(r);
-    CHECK(r == "ok 4 drops=closed,closed,closed,closed");
-    CHECK_FALSE(file_exists(ipc.path_of(name)));
-}
-
-TEST_CASE("server: a stop requested before serve returns the carry at once, without binding") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    auto server = ipc.listen(name_of("early"));
-    REQUIRE(server.has_value());
-    ipc::StopHandle handle = server->stop_handle();
-    CHECK_FALSE(handle.requested());
-    handle();
-    CHECK(handle.requested());
-    Stopwatch sw;
-    auto r = server->serve(std::string("carry"), [](const ipc::Message&, ipc::Continuation<std::string> c, std::string s) {
-        return c.stop(s + "!");
-    });
-    REQUIRE(r.has_value());
-    CHECK(r.value() == "carry");
-    CHECK(sw.elapsed() < 500);
-    CHECK_FALSE(file_exists(ipc.path_of(name_of("early"))));
-    CHECK(ipc::StopHandle{}.requested() == false);  // a default handle does nothing
-    ipc::StopHandle{}.request();
-}
-
-TEST_CASE("server: handle_signals — each of the reference's six signals stops it gracefully, then handlers are restored") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    for (int sig : stop_signals) {
-        CAPTURE(sig);
-        const ipc::Name name = name_of("sig" + std::to_string(sig));
-        Child server = spawn([config, name] {
-            ipc::Ipc mine(config);
-            auto s = mine.listen(name);
-            if (!s) return std::string("listen ") + errc_name(s.error().code);
-            s->handle_signals();
-            auto installed = [] {
-                std::string bits;
-                for (int x : stop_signals) {
-                    struct sigaction sa {};
-                    ::sigaction(x, nullptr, &sa);
-                    bits += sa.sa_handler == SIG_DFL ? '0' : '1';
-                }
-                return bits;
-            };
-            std::string before = installed();
-            auto r = s->serve(0, [&](const ipc::Message&, ipc::Continuation<int> c, int n) {
-                return c.respond(n + 1, ipc::Message::text(installed()));
-            });
-            if (!r) return std::string("serve ") + errc_name(r.error().code);
-            return "ok " + std::to_string(r.value()) + " before=" + before + " after=" + installed();
-        });
-        REQUIRE(wait_live(ipc, name));
-        auto p = ipc.get(name);
-        REQUIRE(p.has_value());
-        CHECK(ping(*p, "probe") == "111111");  // all six handled while serving
-        server.signal(sig);
-        CHECK(outcome(p->wait(ipc::Milliseconds(3000))) == "closed");
-        CHECK(server.result(5000) == "ok 1 before=000000 after=000000");
-        CHECK(server.exited_with(0));
-        CHECK_FALSE(file_exists(ipc.path_of(name)));
-    }
-}
-
-TEST_CASE("server: without handle_signals no disposition changes, and SIGTERM kills it leaving a stale file") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
-
-    SUBCASE("in this process: dispositions before, while serving and after are the same") {
-        struct sigaction before[6], during[6], after[6];
-        for (int i = 0; i < 6; ++i) ::sigaction(stop_signals[i], nullptr, &before[i]);
-        {
-            ThreadServer<int> server(ipc, name, 0, CommandReducer{});
-            REQUIRE(wait_live(ipc, name));
-            auto p = ipc.get(name);
-            REQUIRE(p.has_value());
-            CHECK(ping(*p) == "pong");
-            for (int i = 0; i < 6; ++i) ::sigaction(stop_signals[i], nullptr, &during[i]);
-            REQUIRE(p->close().has_value());
-            CHECK(server.finish().has_value());
-        }
-        for (int i = 0; i < 6; ++i) ::sigaction(stop_signals[i], nullptr, &after[i]);
-        for (int i = 0; i < 6; ++i) {
-            CAPTURE(stop_signals[i]);
-            CHECK((during[i].sa_handler == before[i].sa_handler));
-            CHECK(during[i].sa_flags == before[i].sa_flags);
-            CHECK((after[i].sa_handler == before[i].sa_handler));
-        }
-    }
-    SUBCASE("in a forked server: SIGTERM kills it; the file it leaves is no process and is replaced") {
-        Child server = spawn_server(config, name, 0, CommandReducer{});
-        REQUIRE(wait_live(ipc, name));
-        auto p = ipc.get(name);
-        REQUIRE(p.has_value());
-        CHECK(ping(*p) == "pong");
-        server.signal(SIGTERM);
-        CHECK(outcome(p->wait(ipc::Milliseconds(3000))) == "closed_by_peer");
-        CHECK(server.result(5000) == "");
-        CHECK(WIFSIGNALED(server.status()));
-        CHECK(WTERMSIG(server.status()) == SIGTERM);
-
-        CHECK(file_exists(ipc.path_of(name)));  // left behind
-        CHECK_FALSE(ipc.exist(name));
-        auto listed = ipc.processes();
-        REQUIRE(listed.has_value());
-        CHECK(listed->empty());
-        CHECK(outcome(ipc.get(name)) == "connection_refused");
-
-        ThreadServer<int> successor(ipc, name, 0, CommandReducer{});
-        REQUIRE(wait_live(ipc, name));
-        auto q = ipc.get(name);
-        REQUIRE(q.has_value());
-        CHECK(ping(*q, "count") == "1");
-        REQUIRE(q->close().has_value());
-        auto r = successor.finish();
-        REQUIRE(r.has_value());
-        CHECK(r.value() == 1);
-        CHECK_FALSE(file_exists(ipc.path_of(name)));
-    }
-}
-
-TEST_CASE("server: the listen timeout — no activity stops it; heartbeats are no activity; messages postpone it") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
-
+TEST_CASE_FIXTURE(Case, "server: the listen timeout — no activity stops it; heartbeats are no activity; messages postpone it") {
     SUBCASE("nobody connects") {
         Stopwatch sw;
         ThreadServer<int> server(ipc, name, 7, CommandReducer{}, ipc::Milliseconds(300));
@@ -615,11 +402,7 @@ TEST_CASE("server: a 4-argument reducer gets the client's pid, uid and gid (SO_P
     CHECK(starts_with(server.result(5000), "ok 3 "));
 }
 
-TEST_CASE("server: allow_uids refusing our uid closes the connection before the handshake") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "server: allow_uids refusing our uid closes the connection before the handshake") {
     {
         ThreadServer<int> server(ipc, name, 0, CommandReducer{}, ipc::Milliseconds::forever(),
                                  [](ipc::Server& s) { s.allow_uids({::getuid() + 1}); });
@@ -628,7 +411,7 @@ TEST_CASE("server: allow_uids refusing our uid closes the connection before the 
         REQUIRE(c.valid());
         std::string before;
         CHECK(c.wait_eof(2000, &before));
-        CHECK(hex(before) == "");  // not even connection start
+        CHECK(to_hex(before) == "");  // not even connection start
         CHECK(outcome(ipc.get(name)) == "permission_denied");  // 0.1: closed_by_peer (issue 10)
         CHECK(eventually([&] { return server.drops.count(ipc::DropReason::refused) == 2; }, 2000));
 #if IPC_HPP_HAVE_SO_PEERCRED
@@ -661,15 +444,7 @@ TEST_CASE("server: allow_uids refusing our uid closes the connection before the 
     }
 }
 
-TEST_CASE("server: no fd leaks after hundreds of connect/close cycles, on either side") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("srv");
-    Child server = spawn_server(config, name, 0, CommandReducer{});
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
-
+TEST_CASE_FIXTURE(ServedCase, "server: no fd leaks after hundreds of connect/close cycles, on either side") {
     auto probe = ipc.get(name);
     REQUIRE(probe.has_value());
     const std::string server_fds = ping(*probe, "fds");
@@ -714,14 +489,7 @@ TEST_CASE("server: no fd leaks after hundreds of connect/close cycles, on either
     CHECK(starts_with(r, "ok "));
 }
 
-TEST_CASE("server: a 16 MiB message round-trips between our client and our server in another process") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("srv");
-    Child server = spawn_server(config, name, 0, CommandReducer{});
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+TEST_CASE_FIXTURE(ServedCase, "server: a 16 MiB message round-trips between our client and our server in another process") {
     auto p = ipc.get(name);
     REQUIRE(p.has_value());
     std::string content(16u << 20, '\0');
@@ -834,20 +602,6 @@ TEST_CASE("server: a client process killed with SIGKILL is dropped, the carry go
     CHECK(r.value() == 2);
 }
 
-TEST_CASE("server: to_string names each drop reason by its enumerator") {
-    std::set<std::string> seen;
-    const int last = static_cast<int>(ipc::DropReason::close_timeout);
-    for (int r = 0; r <= last; ++r) {
-        const std::string n = ipc::to_string(static_cast<ipc::DropReason>(r));
-        CHECK(n != "unknown");
-        seen.insert(n);
-    }
-    CHECK(seen.size() == static_cast<std::size_t>(last + 1));
-    CHECK(std::string(ipc::to_string(ipc::DropReason::queue_full)) == "queue_full");
-    CHECK(std::string(ipc::to_string(ipc::DropReason::too_many_connections)) == "too_many_connections");
-    CHECK(std::string(ipc::to_string(static_cast<ipc::DropReason>(last + 1))) == "unknown");
-}
-
 TEST_CASE("server: on_drop takes a capturing lambda, kept in the Server (no heap), and a later one replaces it") {
     Watchdog wd;
     TempDir dir;
@@ -883,3 +637,299 @@ TEST_CASE("server: on_drop takes a capturing lambda, kept in the Server (no heap
     CHECK(seen[0] == "drop:end_of_file:me");
     CHECK(first.load() == 0);  // replaced before serving
 }
+
+// ===========================================================================
+// A listening socket made by a supervisor: systemd's socket activation
+// (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, read by Ipc::listen) and
+// Server::from_fd. The server must serve that socket, never bind its own
+// over it, never unlink it, and leave the supervisor's fd open.
+// tests/examples_test.sh runs the same through Debian's real
+// systemd-socket-activate.
+// ===========================================================================
+
+namespace {
+
+// A listening AF_UNIX stream socket bound at `path` (blocking, as a
+// supervisor hands it over), or -1.
+int supervisor_socket(const std::string& path, int type = SOCK_STREAM, bool listen = true) {
+    struct sockaddr_un addr {};
+    socklen_t len = 0;
+    if (!fill_address(path, addr, len)) return -1;
+    const int fd = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (::bind(fd, reinterpret_cast<const struct sockaddr*>(&addr), len) != 0 || (listen && ::listen(fd, 16) != 0)) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+ino_t inode_of(const std::string& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// Forks a child started the way systemd starts a service: `fds` on 3, 4, …
+// (not close-on-exec), LISTEN_FDS set to their number, LISTEN_PID to the
+// child's pid (or to `pid_offset` more), LISTEN_FDNAMES to `names` unless
+// null. The child runs body() and reports its string (as spawn() does).
+template <class Body>
+Child spawn_activated(std::vector<int> fds, const char* names, Body body, long pid_offset = 0) {
+    int p[2];
+    REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::alarm(20);
+        for (int sig : {SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP, SIGALRM}) ::signal(sig, SIG_DFL);
+        // Out of the way of 3, 4, …: the result pipe, then the sockets.
+        const int out = ::fcntl(p[1], F_DUPFD_CLOEXEC, 200);
+        std::vector<int> high;
+        for (int fd : fds) high.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 300));
+        for (std::size_t i = 0; i < high.size(); ++i) {
+            const int target = 3 + static_cast<int>(i);
+            if (high[i] < 0 || ::dup2(high[i], target) != target) ::_exit(3);
+        }
+        ::setenv("LISTEN_PID", std::to_string(static_cast<long>(::getpid()) + pid_offset).c_str(), 1);
+        ::setenv("LISTEN_FDS", std::to_string(fds.size()).c_str(), 1);
+        if (names != nullptr) ::setenv("LISTEN_FDNAMES", names, 1);
+        else ::unsetenv("LISTEN_FDNAMES");
+        std::string r;
+        try {
+            r = body();
+        } catch (...) {
+            r = "<exception>";
+        }
+        (void)write_all_fd(out, r);
+        ::_exit(0);
+    }
+    ::close(p[1]);
+    return Child(pid, p[0]);
+}
+
+// Whether fd is open and still a listening socket.
+bool still_listening(int fd) {
+    int value = 0;
+    socklen_t len = sizeof value;
+    return ::fcntl(fd, F_GETFD) >= 0 && ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) == 0 && value == 1;
+}
+
+std::string serve_commands(ipc::Server& server) {
+    auto r = server.serve(0, CommandReducer{});
+    return r ? "ok " + std::to_string(r.value()) : std::string("serve ") + errc_name(r.error().code);
+}
+
+}  // namespace
+
+TEST_CASE("activation: listen() takes the fd LISTEN_FDNAMES names, serves it, and leaves it and its file to systemd") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    const std::string path = ipc.path_of(name_of("srv"));
+    const int other = supervisor_socket(dir.file("other.sock"));
+    const int mine = supervisor_socket(path);
+    REQUIRE(other >= 0);
+    REQUIRE(mine >= 0);
+    const ino_t inode = inode_of(path);
+
+    Child server = spawn_activated({other, mine}, "other:srv", [&]() -> std::string {
+        ipc::Ipc child_ipc(config);
+        auto s = child_ipc.listen("srv");
+        if (!s) return std::string("listen ") + errc_name(s.error().code);
+        std::string out = serve_commands(*s);
+        const bool fd4 = still_listening(4), fd3 = still_listening(3);
+        // Both passed fds, not only the one served: none leaks into the
+        // programs this process runs (as sd_listen_fds() does).
+        const bool cloexec = (::fcntl(3, F_GETFD) & FD_CLOEXEC) != 0 && (::fcntl(4, F_GETFD) & FD_CLOEXEC) != 0;
+        return out + (fd4 && fd3 ? " fds open" : " fds closed") + (cloexec ? " cloexec" : "");
+    });
+    auto p = ipc.get("srv");  // the kernel queues us until the child accepts
+    REQUIRE(p.has_value());
+    CHECK(ipc.exist("srv"));
+    CHECK(ping(*p) == "pong");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
+    const std::string r = server.result(5000);
+    CHECK(r == "ok 2 fds open cloexec");
+    // Nothing was bound, locked or unlinked by the server: systemd's file
+    // is the same file, still listened on by our copy of the fd.
+    CHECK(inode_of(path) == inode);
+    CHECK_FALSE(file_exists(dir.file("srv.lock")));
+    ::close(other);
+    ::close(mine);
+}
+
+TEST_CASE("activation: without LISTEN_FDNAMES the fd bound at the server's path is taken") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    const std::string path = ipc.path_of(name_of("srv"));
+    const int unrelated = supervisor_socket(dir.file("unrelated.sock"));
+    const int mine = supervisor_socket(path);
+    REQUIRE(unrelated >= 0);
+    REQUIRE(mine >= 0);
+    Child server = spawn_activated({unrelated, mine}, nullptr, [&]() -> std::string {
+        auto s = ipc::Ipc(config).listen("srv");
+        if (!s) return std::string("listen ") + errc_name(s.error().code);
+        return serve_commands(*s);
+    });
+    auto p = ipc.get("srv");
+    REQUIRE(p.has_value());
+    CHECK(ping(*p, "count") == "1");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(server.result(5000) == "ok 2");
+    CHECK(file_exists(path));
+    ::close(unrelated);
+    ::close(mine);
+}
+
+TEST_CASE("activation: the path is matched through a symlinked directory; a named socket bound elsewhere gives path()") {
+    Watchdog wd;
+    TempDir dir;
+    // /var/run -> /run on Debian: systemd binds through the link, Ipc spells
+    // the canonical directory.
+    REQUIRE(::mkdir(dir.file("real").c_str(), 0700) == 0);
+    REQUIRE(::symlink("real", dir.file("link").c_str()) == 0);
+    const ipc::Config config = test_config(dir.file("link"));
+    ipc::Ipc ipc(config);
+    const int via_link = supervisor_socket(dir.file("link/srv.sock"));
+    REQUIRE(via_link >= 0);
+    Child server = spawn_activated({via_link}, "unrelated", [&]() -> std::string {
+        auto s = ipc::Ipc(config).listen("srv");
+        if (!s) return std::string("listen ") + errc_name(s.error().code);
+        return s->path() + " " + serve_commands(*s);
+    });
+    auto p = ipc.get("srv");
+    REQUIRE(p.has_value());
+    CHECK(ping(*p) == "pong");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(server.result(5000) == ipc.path_of(name_of("srv")) + " ok 2");
+    CHECK(ipc.path_of(name_of("srv")) == dir.file("real/srv.sock"));
+
+    // Named for the server, bound outside its directory: served, and
+    // path() says where (clients of the directory would not find it).
+    const int elsewhere = supervisor_socket(dir.file("elsewhere.sock"));
+    REQUIRE(elsewhere >= 0);
+    Child named = spawn_activated({elsewhere}, "srv", [&]() -> std::string {
+        auto s = ipc::Ipc(config).listen("srv");
+        if (!s) return std::string("listen ") + errc_name(s.error().code);
+        return s->path();
+    });
+    CHECK(named.result(5000) == dir.file("elsewhere.sock"));
+    ::close(via_link);
+    ::close(elsewhere);
+}
+
+TEST_CASE("activation: fds meant for another process, or a named fd that is not a listener, are refused, never bound over") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    const std::string path = ipc.path_of(name_of("srv"));
+    const int mine = supervisor_socket(path);
+    REQUIRE(mine >= 0);
+    const ino_t inode = inode_of(path);
+    auto listen_result = [&]() -> std::string {
+        auto s = ipc::Ipc(config).listen("srv");
+        return s ? std::string("listening") : std::string(errc_name(s.error().code));
+    };
+    // LISTEN_PID is someone else's (inherited from a parent): the fds are
+    // not ours, and systemd's live socket keeps the name.
+    CHECK(spawn_activated({mine}, "srv", listen_result, 1).result(5000) == "name_in_use");
+    // Named for us, but a bound socket that does not listen, or a datagram
+    // socket: a clear error, not a bind next to it.
+    const int quiet = supervisor_socket(dir.file("quiet.sock"), SOCK_STREAM, false);
+    const int dgram = supervisor_socket(dir.file("dgram.sock"), SOCK_DGRAM, false);
+    REQUIRE(quiet >= 0);
+    REQUIRE(dgram >= 0);
+    CHECK(spawn_activated({quiet}, "srv", listen_result).result(5000) == "socket");
+    CHECK(spawn_activated({dgram}, "srv", listen_result).result(5000) == "socket");
+    // Malformed variables are ignored (sd_listen_fds would fail): the live
+    // socket keeps the name.
+    CHECK(spawn_activated({mine}, "srv", [&]() -> std::string {
+              ::setenv("LISTEN_FDS", "1x", 1);
+              return listen_result();
+          }).result(5000) == "name_in_use");
+    CHECK(inode_of(path) == inode);
+    ::close(mine);
+    ::close(quiet);
+    ::close(dgram);
+}
+
+TEST_CASE("activation: Server::from_fd serves another supervisor's socket; the fd stays the caller's") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    const std::string path = ipc.path_of(name_of("handed"));
+    const int fd = supervisor_socket(path);
+    REQUIRE(fd >= 0);
+    Child server = spawn([&]() -> std::string {
+        auto s = ipc::Server::from_fd(fd, {}, ipc::Milliseconds::forever(), config);
+        if (!s) return std::string("from_fd ") + errc_name(s.error().code);
+        std::string out = s->name().str() + " " + (s->path() == path ? "path" : s->path()) + " " + serve_commands(*s);
+        return out + (still_listening(fd) ? " open" : " closed");
+    });
+    auto p = ipc.get("handed");
+    REQUIRE(p.has_value());
+    CHECK(ping(*p) == "pong");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(server.result(5000) == "handed path ok 2 open");
+    CHECK(file_exists(path));
+    CHECK(still_listening(fd));
+    ::close(fd);
+}
+
+TEST_CASE("activation: after from_fd the caller may close its fd, even when its number is reused at once") {
+    Watchdog wd;
+    TempDir dir;
+    const ipc::Config config = test_config(dir.path());
+    ipc::Ipc ipc(config);
+    Child server = spawn([&]() -> std::string {
+        const int alpha = supervisor_socket(ipc.path_of(name_of("alpha")));
+        auto s = ipc::Server::from_fd(alpha, {}, ipc::Milliseconds::forever(), config);
+        if (!s) return std::string("from_fd ") + errc_name(s.error().code);
+        ::close(alpha);
+        const int beta = supervisor_socket(ipc.path_of(name_of("beta")));  // takes alpha's number
+        const std::string reused = beta == alpha ? "reused " : "not reused ";
+        return reused + serve_commands(*s);
+    });
+    auto p = ipc.wait("alpha", ipc::Milliseconds(5000));
+    REQUIRE(p.has_value());
+    CHECK(ping(*p) == "pong");
+    // beta's socket is nobody's server: no handshake comes from it.
+    REQUIRE(eventually([&] { return file_exists(ipc.path_of(name_of("beta"))); }));
+    CHECK(outcome(ipc.get("beta", ipc::Milliseconds(300))) == "timed_out");
+    REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
+    CHECK(server.result(5000) == "reused ok 2");
+}
+
+TEST_CASE("activation: Server::from_fd refuses what it cannot serve, with the reason") {
+    TempDir dir;
+    auto from = [](int fd, std::string_view name = {}) {
+        auto s = ipc::Server::from_fd(fd, name);
+        return s ? std::string("ok ") + s->name().str() : std::string(errc_name(s.error().code));
+    };
+    int p[2];
+    REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+    CHECK(from(p[0]) == "socket");
+    CHECK(from(-1) == "socket");
+    const int quiet = supervisor_socket(dir.file("quiet.sock"), SOCK_STREAM, false);
+    const int dgram = supervisor_socket(dir.file("dgram.sock"), SOCK_DGRAM, false);
+    CHECK(from(quiet) == "socket");
+    CHECK(from(dgram) == "socket");
+    // No name given and none in the path, or an invalid one given.
+    const int odd = supervisor_socket(dir.file("not.a.name"));
+    REQUIRE(odd >= 0);
+    CHECK(from(odd) == "invalid_name");
+    CHECK(from(odd, "bad name") == "invalid_name");
+    CHECK(from(odd, "good") == "ok good");
+    const int plain = supervisor_socket(dir.file("control"));
+    CHECK(from(plain) == "ok control");
+    for (int fd : {p[0], p[1], quiet, dgram, odd, plain}) ::close(fd);
+}
+
+}  // TEST_SUITE

@@ -3,8 +3,8 @@
 // input. Every line is checked; a line this file does not know fails.
 #include "ipc.hpp"
 
-#include "jsonl.hpp"
-#include "support.hpp"
+#include "support/jsonl.hpp"
+#include "support/bytes.hpp"
 
 #include <doctest/doctest.h>
 
@@ -73,6 +73,8 @@ const std::map<std::string, Verdict, std::less<>> no_message_verdicts = {
 };
 
 }  // namespace
+
+TEST_SUITE("vectors") {
 
 TEST_CASE("vectors: the JSON reader handles every escape the file may use") {
     const Json j = JsonParser::parse(R"({"s":"a\"b\\c\/d\r\n\t\u0041\u00e9\u20ac\ud83d\ude4f","n":-12,"b":true,"z":null,)"
@@ -198,3 +200,5 @@ TEST_CASE("vectors: decode — same message and bytes consumed as the reference,
     }
     CHECK_MESSAGE(verdicts_used == no_message_verdicts.size(), "a verdict names no decode vector: remove it");
 }
+
+}  // TEST_SUITE

@@ -39,6 +39,8 @@ static_assert(std::is_same<ipc_hpp::Server, ipc_test_version::Server>::value, "S
 static_assert(std::is_same<ipc_hpp::Process, ipc_test_version::Process>::value, "Process");
 static_assert(std::is_same<ipc_hpp::Continuation<int>, ipc_test_version::Continuation<int>>::value, "Continuation");
 
+TEST_SUITE("version") {
+
 TEST_CASE("version: macros, versioned inline namespace and meson's project version agree") {
     // The symbols carry the inline namespace: the mangled name (Itanium ABI,
     // GCC and Clang) of ipc_hpp::Message is N7ipc_hpp4v0_27MessageE.
@@ -53,3 +55,5 @@ TEST_CASE("version: macros, versioned inline namespace and meson's project versi
     CHECK(header == IPC_HPP_PROJECT_VERSION);
 #endif
 }
+
+}  // TEST_SUITE

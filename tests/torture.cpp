@@ -25,13 +25,20 @@
 //                          default 1, 0.5 under TSan;
 //   IPC_HPP_TORTURE_SEED   the PRNG seed (printed by each test that uses it).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include "net_support.hpp"
+#include "support/basics.hpp"
+#include "support/bytes.hpp"
+#include "support/child.hpp"
+#include "support/frames.hpp"
+#include "support/probes.hpp"
+#include "support/raw_peer.hpp"
+#include "support/server.hpp"
+#include "support/temp.hpp"
 
 #include <linux/sockios.h>  // SIOCOUTQ
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 
@@ -149,64 +156,8 @@ std::uint64_t hash64(std::string_view bytes) {
 bool starts_with(const std::string& s, std::string_view prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 // ---------------------------------------------------------------------------
-// Another process, seen from /proc
+// Limits of this process (fd and RSS probes: support/probes.hpp)
 // ---------------------------------------------------------------------------
-
-// A field of /proc/PID/status in KiB ("VmRSS:", "VmHWM:"), -1 if unknown.
-long status_kb(pid_t pid, const char* field) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/status";
-    FILE* f = std::fopen(path.c_str(), "r");
-    if (f == nullptr) return -1;
-    const std::size_t len = std::strlen(field);
-    char line[256];
-    long kb = -1;
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-        if (std::strncmp(line, field, len) == 0) {
-            kb = std::strtol(line + len, nullptr, 10);
-            break;
-        }
-    }
-    std::fclose(f);
-    return kb;
-}
-// VmRSS of a process in KiB, -1 if unknown.
-long rss_kb(pid_t pid) { return status_kb(pid, "VmRSS:"); }
-// Its VmHWM (peak RSS); reset_peak() starts a new peak from the current
-// RSS (/proc/PID/clear_refs, Linux 4.0).
-long peak_kb(pid_t pid) { return status_kb(pid, "VmHWM:"); }
-bool reset_peak(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/clear_refs";
-    FILE* f = std::fopen(path.c_str(), "w");
-    if (f == nullptr) return false;
-    const bool ok = std::fputs("5", f) >= 0;
-    return std::fclose(f) == 0 && ok;
-}
-
-// Open fds of a process (ls /proc/<pid>/fd), -1 if unknown.
-int fd_count(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/fd";
-    DIR* d = ::opendir(path.c_str());
-    if (d == nullptr) return -1;
-    int n = 0;
-    while (struct dirent* e = ::readdir(d)) {
-        if (e->d_name[0] != '.') ++n;
-    }
-    ::closedir(d);
-    return n;
-}
-
-// The state letter of a process (R, S, D, Z...) from /proc/<pid>/stat.
-char proc_state(pid_t pid) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/stat";
-    FILE* f = std::fopen(path.c_str(), "r");
-    if (f == nullptr) return '?';
-    char buf[512];
-    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = '\0';
-    const char* close_paren = std::strrchr(buf, ')');
-    return (close_paren != nullptr && close_paren[1] == ' ') ? close_paren[2] : '?';
-}
 
 // Soft RLIMIT_NOFILE raised to the hard limit; returns the soft limit now.
 rlim_t raise_nofile() {
@@ -219,96 +170,6 @@ rlim_t raise_nofile() {
     }
     return rl.rlim_cur;
 }
-
-// ---------------------------------------------------------------------------
-// Children tell the parent "I am there" / "I am done" through a Beacon: one
-// byte each, counted without blocking, so the parent keeps working (round
-// trips) while it waits.
-// ---------------------------------------------------------------------------
-
-class Beacon {
-public:
-    Beacon() { REQUIRE(::pipe2(fds_, O_CLOEXEC | O_NONBLOCK) == 0); }
-    ~Beacon() {
-        ::close(fds_[0]);
-        ::close(fds_[1]);
-    }
-    Beacon(const Beacon&) = delete;
-    Beacon& operator=(const Beacon&) = delete;
-    // From a child.
-    void signal() const {
-        const char b = 1;
-        while (::write(fds_[1], &b, 1) < 0 && errno == EINTR) {
-        }
-    }
-    // Signals seen so far.
-    int count() {
-        char buf[256];
-        for (;;) {
-            const ssize_t n = ::read(fds_[0], buf, sizeof buf);
-            if (n > 0) {
-                total_ += static_cast<int>(n);
-                continue;
-            }
-            if (n < 0 && errno == EINTR) continue;
-            break;
-        }
-        return total_;
-    }
-    bool wait_for(int n, std::int64_t timeout_ms) {
-        const std::int64_t end = now_ms() + timeout_ms;
-        while (count() < n) {
-            const std::int64_t left = end - now_ms();
-            if (left <= 0) return false;
-            struct pollfd p {};
-            p.fd = fds_[0];
-            p.events = POLLIN;
-            (void)::poll(&p, 1, static_cast<int>(left));
-        }
-        return true;
-    }
-
-private:
-    int fds_[2];
-    int total_ = 0;
-};
-
-// A child's own pipe to the parent, for a one-byte "now" (e.g. "I am about
-// to call wait()").
-struct Pipe {
-    int fds[2];
-    Pipe() { REQUIRE(::pipe2(fds, O_CLOEXEC) == 0); }
-    ~Pipe() {
-        ::close(fds[0]);
-        ::close(fds[1]);
-    }
-    Pipe(const Pipe&) = delete;
-    Pipe& operator=(const Pipe&) = delete;
-    void mark() const {
-        const char b = 1;
-        while (::write(fds[1], &b, 1) < 0 && errno == EINTR) {
-        }
-    }
-    // One byte within timeout_ms.
-    bool wait_mark(std::int64_t timeout_ms) const {
-        const std::int64_t end = now_ms() + timeout_ms;
-        for (;;) {
-            const std::int64_t left = end - now_ms();
-            if (left <= 0) return false;
-            struct pollfd p {};
-            p.fd = fds[0];
-            p.events = POLLIN;
-            const int r = ::poll(&p, 1, static_cast<int>(left));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) continue;
-            char b;
-            const ssize_t n = ::read(fds[0], &b, 1);
-            if (n == 1) return true;
-            if (n < 0 && errno == EINTR) continue;
-            return false;
-        }
-    }
-};
 
 // ---------------------------------------------------------------------------
 // The server under torture: a counting reducer in a forked process.
@@ -425,15 +286,6 @@ ipc::Config torture_config(const std::string& dir) {
     c.close_timeout = ipc::Milliseconds(1000);
     c.shutdown_timeout = ipc::Milliseconds(2000);
     return c;
-}
-
-// A control question (text/plain) and its answer, or "send <errc>" / "reply <errc>".
-std::string ask(ipc::Process& p, std::string_view content, std::int64_t timeout_ms = 5000) {
-    auto s = p.send(ipc::Message::text(content), ipc::Milliseconds(timeout_ms));
-    if (!s) return std::string("send ") + errc_name(s.error().code);
-    auto m = p.wait(ipc::Milliseconds(timeout_ms));
-    if (!m) return std::string("reply ") + errc_name(m.error().code);
-    return m->content();
 }
 
 // One echo round trip (counted by the server): "" when the same bytes came
@@ -567,10 +419,10 @@ std::string flood_peer(const std::string& path, int id, int* sent, int* unread) 
 
 // One flood process: `conns` non-reading connections, one after another.
 // Result: "ok sent=<min>..<max> unread=<min>..<max>" or the first failure.
-std::string flood_process(const std::string& path, int id, int conns, const Beacon& done) {
+std::string flood_process(const std::string& path, int id, int conns, const Pipe& done) {
     struct Done {
-        const Beacon& b;
-        ~Done() { b.signal(); }
+        const Pipe& b;
+        ~Done() { b.mark(); }
     } signal_done{done};
     int sent_min = 1 << 30, sent_max = 0, unread_min = 1 << 30, unread_max = 0;
     for (int i = 0; i < conns; ++i) {
@@ -782,7 +634,7 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
     const int flooders = 4;
     const int conns_each = scaled(8, 2);
     const int floods = flooders * conns_each;
-    Beacon done;
+    Pipe done{O_CLOEXEC | O_NONBLOCK};
     const std::string path = ipc.path_of(name);
     std::vector<Child> peers;
     peers.reserve(flooders);
@@ -803,7 +655,7 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
         ++echoes;
         stats.add(ms);
         Stopwatch q;
-        drops = ask(*ctl, "?drops");
+        drops = ask(*ctl, "?drops", 5000);
         stats.add(q.elapsed());
         if (done.count() == flooders && stats.trips >= 100) break;
     }
@@ -812,7 +664,7 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
     // A flood ends once its last connection was dropped: the drops are known.
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_count(drops, ipc::DropReason::queue_full) == floods;
         },
         2000));
@@ -835,7 +687,7 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
             sent_counts, "; other client: ", stats.text(),
             "; server VmRSS ", rss_before, " -> ", rss_after, " KiB");
     // The carry also counts the floods' requests handled before each drop.
-    const std::string carry = ask(*ctl, "?stat");
+    const std::string carry = ask(*ctl, "?stat", 5000);
     CHECK(std::strtoull(carry.c_str(), nullptr, 10) >= echoes);
     REQUIRE(ctl->send(ipc::Message::text("?stop"), ipc::Milliseconds(5000)).has_value());
     CHECK(outcome(ctl->wait(ipc::Milliseconds(5000))) == "closed");
@@ -946,7 +798,7 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
     const std::string stuck_frame = text_frame(std::string(200, 's'));
     const std::size_t cuts[] = {1, 2 + 5, 2 + 10 + 4 + 100};
     const int stuck = 3;
-    Beacon in_place;
+    Pipe in_place{O_CLOEXEC | O_NONBLOCK};
     std::vector<Child> stalls;
     stalls.reserve(stuck);
     for (int i = 0; i < stuck; ++i) {
@@ -955,10 +807,10 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
             [&path, &in_place, &stuck_frame, cut]() -> std::string {
                 RawConn c = RawConn::connect(path);
                 if (!c.valid() || !c.handshake() || !c.send(std::string_view(stuck_frame).substr(0, cut))) {
-                    in_place.signal();
+                    in_place.mark();
                     return "setup failed";
                 }
-                in_place.signal();
+                in_place.mark();
                 for (;;) ::pause();
             },
             60));
@@ -969,15 +821,15 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
     // and its echo. Mute: connect, then nothing; the server must drop them
     // after handshake_timeout (300 ms).
     const int trickles = 2, mutes = 3;
-    Beacon done;
+    Pipe done{O_CLOEXEC | O_NONBLOCK};
     std::vector<Child> peers;
     peers.reserve(trickles + mutes);
     for (int i = 0; i < trickles; ++i) {
         peers.push_back(spawn(
             [&path, &done, i]() -> std::string {
                 struct Done {
-                    const Beacon& b;
-                    ~Done() { b.signal(); }
+                    const Pipe& b;
+                    ~Done() { b.mark(); }
                 } signal_done{done};
                 RawConn c = RawConn::connect(path);
                 if (!c.valid() || !c.handshake()) return "setup failed";
@@ -996,15 +848,15 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
         peers.push_back(spawn(
             [&path, &done]() -> std::string {
                 struct Done {
-                    const Beacon& b;
-                    ~Done() { b.signal(); }
+                    const Pipe& b;
+                    ~Done() { b.mark(); }
                 } signal_done{done};
                 RawConn c = RawConn::connect(path);
                 if (!c.valid()) return "connect failed";
                 Stopwatch sw;
                 std::string before;
                 if (!c.wait_eof(5000, &before)) return "not dropped";
-                if (before != start_frame()) return "unexpected bytes " + hex(before);
+                if (before != start_frame()) return "unexpected bytes " + to_hex(before);
                 return "eof " + std::to_string(sw.elapsed());
             },
             60));
@@ -1042,7 +894,7 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
     std::string drops;
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_total(drops) == mutes + trickles;
         },
         3000));
@@ -1052,7 +904,7 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
     CHECK(fd_count(server.pid()) == base_fds + stuck);
     for (Child& s : stalls) s.kill_now();
     CHECK(eventually([&] { return fd_count(server.pid()) == base_fds; }, 3000));
-    drops = ask(*ctl, "?drops");
+    drops = ask(*ctl, "?drops", 5000);
     CHECK(drop_total(drops) == mutes + trickles + stuck);
     MESSAGE("torture 2: ", trickles, " byte-a-10-ms frames, ", stuck, " stuck frames, ", mutes,
             " mute peers; other client: ", stats.text());
@@ -1086,7 +938,7 @@ TEST_CASE("torture 2: on an idle server, a mute peer is dropped after handshake_
     MESSAGE("torture 2: mute peer on an idle server dropped after up to ", worst, " ms (handshake_timeout 300 ms)");
     auto ctl = ipc.get(name);
     REQUIRE(ctl.has_value());
-    const std::string drops = ask(*ctl, "?drops");
+    const std::string drops = ask(*ctl, "?drops", 5000);
     CAPTURE(drops);
     CHECK(drop_count(drops, ipc::DropReason::handshake_timeout) == 3);
     stop_server(*ctl, server, 0);
@@ -1131,7 +983,7 @@ TEST_CASE("torture 3: frames announcing 4 GiB - 1 are dropped right after their 
     std::string drops;
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_total(drops) == conns;
         },
         3000));
@@ -1244,7 +1096,7 @@ TEST_CASE("torture 3: random garbage from hundreds of raw connections: each drop
     const int garbage_conns = garbage_procs * per_proc;
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_total(drops) == garbage_conns + 2;
         },
         3000));
@@ -1254,7 +1106,7 @@ TEST_CASE("torture 3: random garbage from hundreds of raw connections: each drop
               drop_count(drops, ipc::DropReason::end_of_file) + drop_count(drops, ipc::DropReason::io_error) ==
           garbage_conns);
     MESSAGE("torture 3: ", garbage_conns, " garbage connections dropped:", drops);
-    const std::string carry = ask(*ctl, "?stat");
+    const std::string carry = ask(*ctl, "?stat", 5000);
     CHECK(carry == std::to_string(2 * good_trips));
     stop_server(*ctl, server, static_cast<std::uint64_t>(2 * good_trips));
 }
@@ -1340,7 +1192,7 @@ TEST_CASE("torture 4: 16 MiB and 64 MiB (the default maximum) round-trip intact 
     std::string drops;
     CHECK(eventually(
         [&] {
-            drops = ask(*p, "?drops");
+            drops = ask(*p, "?drops", 5000);
             return drop_total(drops) == 2;
         },
         3000));
@@ -1398,7 +1250,7 @@ TEST_CASE("torture 5: thousands of clients SIGKILLed at random points: the serve
     std::string drops;
     CHECK(eventually(
         [&] {
-            drops = ask(*ctl, "?drops");
+            drops = ask(*ctl, "?drops", 5000);
             return drop_total(drops) == cycles;
         },
         5000));
@@ -1417,7 +1269,7 @@ TEST_CASE("torture 5: thousands of clients SIGKILLed at random points: the serve
     MESSAGE("torture 5: ", cycles, " clients (scale ", torture_scale(), ") SIGKILLed in ", took, " ms (per point:", points, "), ", complete,
             " complete messages; server fds ", base_fds, " -> ", fds_after, ", VmRSS ", rss_before, " -> ", rss_after,
             " KiB; drops", drops, "; control: ", stats.text());
-    const std::string carry = ask(*ctl, "?stat");
+    const std::string carry = ask(*ctl, "?stat", 5000);
     CHECK(carry == std::to_string(counted + static_cast<std::uint64_t>(complete)));
     stop_server(*ctl, server, counted + static_cast<std::uint64_t>(complete));
 }
@@ -1459,7 +1311,7 @@ TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait
     SUBCASE("inside send(), waiting for the ack of a message the reducer is busy with") {
         const ipc::Name name = name_of("busy");
         Pipe busy;
-        Child server = spawn_torture(config, name, 60, busy.fds[1]);
+        Child server = spawn_torture(config, name, 60, busy.write_end());
         ipc::Ipc ipc(config);
         REQUIRE(wait_live(ipc, name));
         Child client = sigpipe_sensitive_client([config, name]() -> std::string {
@@ -1482,11 +1334,11 @@ TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait
     SUBCASE("inside send(), writing a 64 MiB frame") {
         const ipc::Name name = name_of("midwrite");
         Pipe busy;
-        Child server = spawn_torture(config, name, 60, busy.fds[1]);
+        Child server = spawn_torture(config, name, 60, busy.write_end());
         ipc::Ipc ipc(config);
         REQUIRE(wait_live(ipc, name));
         Pipe sending;
-        const int sending_fd = sending.fds[1];
+        const int sending_fd = sending.write_end();
         Child client = sigpipe_sensitive_client([config, name, sending_fd]() -> std::string {
             ipc::Ipc mine(config);
             auto p = mine.get(name, ipc::Milliseconds(5000));
@@ -1511,7 +1363,7 @@ TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait
         ipc::Ipc ipc(config);
         REQUIRE(wait_live(ipc, name));
         Pipe waiting;
-        const int waiting_fd = waiting.fds[1];
+        const int waiting_fd = waiting.write_end();
         Child client = sigpipe_sensitive_client([config, name, waiting_fd]() -> std::string {
             ipc::Ipc mine(config);
             auto p = mine.get(name, ipc::Milliseconds(5000));
@@ -1560,9 +1412,9 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
     const int base_fds = fd_count(server.pid());
     const long rss_before = rss_kb(server.pid());
 
-    Beacon connected;
+    Pipe connected{O_CLOEXEC | O_NONBLOCK};
     Pipe go;
-    const int go_fd = go.fds[0];
+    const int go_fd = go.read_end();
     std::vector<Child> loaders;
     loaders.reserve(procs);
     Stopwatch sw;
@@ -1576,12 +1428,12 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
                 for (int i = 0; i < per_proc; ++i) {
                     auto p = mine.get(name, ipc::Milliseconds(10000));
                     if (!p) {
-                        connected.signal();
+                        connected.mark();
                         return "get " + std::to_string(i) + " " + errc_name(p.error().code);
                     }
                     ps.push_back(std::move(p).value());
                 }
-                connected.signal();
+                connected.mark();
                 char b;
                 ssize_t n;
                 do {
@@ -1617,11 +1469,11 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
     CHECK(all_fds == base_fds + procs * per_proc);  // every client at once
     const long rss_loaded = rss_kb(server.pid());
     sw = Stopwatch();
-    REQUIRE(write_all_fd(go.fds[1], std::string(static_cast<std::size_t>(procs), 'g')));
+    REQUIRE(write_all_fd(go.write_end(), std::string(static_cast<std::size_t>(procs), 'g')));
     for (Child& l : loaders) CHECK(l.result(120000) == "ok " + std::to_string(per_proc * rounds));
     const std::int64_t trips_ms = sw.elapsed();
     const std::uint64_t counted = static_cast<std::uint64_t>(procs * per_proc * rounds);
-    CHECK(ask(*ctl, "?stat") == std::to_string(counted));
+    CHECK(ask(*ctl, "?stat", 5000) == std::to_string(counted));
     int fds_after = -1;
     CHECK(eventually(
         [&] {
@@ -1658,7 +1510,7 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
             return fds_end == base_fds;
         },
         5000));
-    const std::string drops = ask(*ctl, "?drops");
+    const std::string drops = ask(*ctl, "?drops", 5000);
     CAPTURE(drops);
     const long closed_expected = static_cast<long>(procs * per_proc + procs * cycles_per_proc);
     CHECK(drop_count(drops, ipc::DropReason::closed) == closed_expected);

@@ -3,17 +3,18 @@
 // step() could block for Config::close_timeout answering the server's close;
 // a server connection that had been closed kept reading (and buffering)
 // whatever the peer sent, without limit.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/child.hpp"
+#include "../support/frames.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 TEST_SUITE("regression") {
 
-TEST_CASE("regression: close() sends what was posted first, each after the previous ack") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "regression: close() sends what was posted first, each after the previous ack") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     auto p = ipc.get(name);
@@ -70,11 +71,7 @@ TEST_CASE("regression: step() answering the server's close does not block on a f
     server.kill_now();
 }
 
-TEST_CASE("regression: once a connection's conversation is over, the server reads nothing more from it") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "regression: once a connection's conversation is over, the server reads nothing more from it") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     RawConn c = RawConn::connect(ipc.path_of(name));

@@ -3,9 +3,14 @@
 // hostile server grew a client to 4.4 GiB of RSS in 12 s. Now what a client
 // keeps unread is bounded (Config::max_inbox_messages, max_inbox_bytes):
 // past it the connection fails with Errc::inbox_full and memory stays flat.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/child.hpp"
+#include "../support/frames.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

@@ -7,14 +7,18 @@
 //   (2-4 of 200), and the failure path unlinked whatever was at the path.
 // Now a server takes NAME.lock, binds in a private directory, sets the mode
 // there and renames the socket into place; the directory is checked first.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/child.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
 #include <pwd.h>
 #include <sched.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 
@@ -102,11 +106,7 @@ TEST_CASE("regression: two listen() on one name at once: exactly one serves, wit
     CHECK(exactly_one == 400);
 }
 
-TEST_CASE("regression: a failed listen removes nothing it did not create") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "regression: a failed listen removes nothing it did not create") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     struct stat before {};

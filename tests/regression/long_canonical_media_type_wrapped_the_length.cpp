@@ -4,9 +4,13 @@
 // server sent back a frame whose lengths disagreed with its bytes. Now a
 // type whose canonical form does not fit is refused where it is built and
 // where it is decoded, and the frame writer checks every length.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/frames.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 
@@ -50,11 +54,7 @@ TEST_CASE("regression: a decoder refuses a frame whose media type canonicalises 
     CHECK(d.last_error() == ipc::Errc::invalid_media_type);
 }
 
-TEST_CASE("regression: a peer sending such a media type is dropped; the server serves the others") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "regression: a peer sending such a media type is dropped; the server serves the others") {
     auto echo = [](const ipc::Message& m, ipc::Continuation<int> k, int n) { return k.respond(n + 1, m); };
     ThreadServer<int> server(ipc, name, 0, echo);
     REQUIRE(wait_live(ipc, name));

@@ -3,9 +3,10 @@
 // number; Loop::finish() twice returned an empty carry; a moved-from Server
 // crashed with SIGSEGV. Now a handle shares what it writes to, and misuse
 // trips IPC_HPP_CONFIG_ASSERT (a message, then abort()).
-#include "../net_support.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

@@ -4,9 +4,11 @@
 // followed a symlinked NAME.sock to an impostor that `list` did not show.
 // Now the directory is resolved once to its canonical form, and a NAME.sock
 // that is not a socket owned by the expected uid is not a server.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 TEST_SUITE("regression") {
 
@@ -65,11 +67,7 @@ TEST_CASE("regression: a NAME.sock that is a symlink to someone's socket is not 
     CHECK(r.value() == 0);  // nobody reached it
 }
 
-TEST_CASE("regression: a server running as an unexpected uid is refused (SO_PEERCRED), even through a real socket file") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "regression: a server running as an unexpected uid is refused (SO_PEERCRED), even through a real socket file") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     ipc::Config picky = test_config(dir.path());

@@ -4,9 +4,11 @@
 // and once dropped the client for a bad end byte. Now both calls drive one
 // conversation: the queued frame goes out first, whole, and heartbeats are
 // only ever queued behind whole frames.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 TEST_SUITE("regression") {
 

@@ -5,9 +5,13 @@
 // arrival. Against 0.1 it never saw a silent period: wait(3 s) never
 // returned (0 of 5 within 45 s). Now a server heartbeats a client only once
 // it has been silent for 1.5 periods (docs/protocol.md §4).
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/frames.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

@@ -2,19 +2,21 @@
 // Ipc::wait (64 times a second) and finally said "timed out"; wait() called
 // connect about 60 times a second while a stale socket file was there;
 // nothing capped the number of connections a server keeps.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/bytes.hpp"
+#include "../support/child.hpp"
+#include "../support/frames.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
 #include <sys/resource.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 TEST_SUITE("regression") {
 
-TEST_CASE("regression: a refused uid is permission_denied at once, also from wait()") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "regression: a refused uid is permission_denied at once, also from wait()") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{}, ipc::Milliseconds::forever(),
                              [](ipc::Server& s) { s.allow_uids({::getuid() + 1}); });
     REQUIRE(wait_live(ipc, name));
@@ -74,7 +76,7 @@ TEST_CASE("regression: past Config::max_connections a connection is told and clo
     REQUIRE(third.valid());
     std::string got;
     CHECK(third.wait_eof(2000, &got));
-    CHECK(hex(got) == hex(close_frame()));
+    CHECK(to_hex(got) == to_hex(close_frame()));
     CHECK(outcome(ipc.get(name)) == "closed");
     CHECK(eventually([&] { return server.drops.count(ipc::DropReason::too_many_connections) == 2; }, 2000));
     REQUIRE(a->send(ipc::Message::text("ping"), ipc::Milliseconds(2000)).has_value());

@@ -2,11 +2,16 @@
 // timeout, so at 200 signals a second a 1 s idle timeout took 7.2 s, a
 // 500 ms handshake timeout 4.4 s, and no heartbeat went out. Now every wait
 // recomputes what is due after an interrupted poll().
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/child.hpp"
+#include "../support/frames.hpp"
+#include "../support/raw_peer.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
 #include <sys/resource.h>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

@@ -2,9 +2,11 @@
 // send() succeeded and wait() handed back the reply to the earlier message
 // as if it answered the later one, and so on from then on. Now a timed-out
 // send() desynchronizes the Process: every later call but close() says so.
-#include "../net_support.hpp"
+#include "../support/basics.hpp"
+#include "../support/server.hpp"
+#include "../support/temp.hpp"
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
 

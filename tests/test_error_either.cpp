@@ -68,6 +68,8 @@ int signal_ending_child(F f) {
 
 }  // namespace
 
+TEST_SUITE("either") {
+
 TEST_CASE("error: every code has its own description") {
     std::set<std::string> seen;
     for (int c = static_cast<int>(Errc::invalid_name); c <= static_cast<int>(Errc::invalid_argument); ++c) {
@@ -293,3 +295,5 @@ TEST_CASE("either: misuse aborts instead of being undefined") {
               (void)value.value();
           }) == 0);
 }
+
+}  // TEST_SUITE

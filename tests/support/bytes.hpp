@@ -1,7 +1,6 @@
-// Helpers shared by the test files: hex, a decoding driver, a seeded random
-// source and a generator of valid media types with their canonical forms.
-#ifndef IPC_HPP_TESTS_SUPPORT_HPP
-#define IPC_HPP_TESTS_SUPPORT_HPP
+// Bytes without a socket: hex, a decoding driver, a seeded random source, random media types.
+#ifndef IPC_HPP_TESTS_SUPPORT_BYTES_HPP
+#define IPC_HPP_TESTS_SUPPORT_BYTES_HPP
 
 #include "ipc.hpp"
 

@@ -1,9 +1,7 @@
-// A tiny JSON reader, enough for vectors.jsonl: one value per line, made of
-// objects, arrays, strings (every escape, \uXXXX and surrogate pairs
-// included), integers, true, false and null. Throws std::runtime_error on
-// anything else.
-#ifndef IPC_HPP_TESTS_JSONL_HPP
-#define IPC_HPP_TESTS_JSONL_HPP
+// A tiny JSON reader for vectors.jsonl (objects, arrays, strings, integers, true, false, null).
+// Every escape, \uXXXX and surrogate pairs included; throws std::runtime_error on anything else.
+#ifndef IPC_HPP_TESTS_SUPPORT_JSONL_HPP
+#define IPC_HPP_TESTS_SUPPORT_JSONL_HPP
 
 #include <cstdint>
 #include <fstream>

@@ -1,45 +1,20 @@
-// docs/protocol.md §4 from the wire: raw bytes against our server, and a raw fake
-// server against our client (Process). Every frame is built and parsed by
-// net_support.hpp's own encoder, never by ipc.hpp's codec, and compared byte
-// for byte, so a mistake in the codec cannot cancel itself out.
-#include "net_support.hpp"
+// Section 13: the server core from the wire — raw bytes against our server (docs/protocol.md §4).
+// Every frame is built and parsed by support/frames.hpp's own encoder, never by ipc.hpp's codec,
+// and compared byte for byte, so a mistake in the codec cannot cancel itself out.
+#include "support/basics.hpp"
+#include "support/bytes.hpp"
+#include "support/child.hpp"
+#include "support/frames.hpp"
+#include "support/raw_peer.hpp"
+#include "support/server.hpp"
+#include "support/temp.hpp"
 
 #include <chrono>
 #include <future>
 
-using namespace ipc_net_test;
+using namespace ipc_test;
 
 namespace {
-
-template <class T>
-bool not_ready(const std::future<T>& f) {
-    return f.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout;
-}
-
-// A one-shot gate between the test and a reducer: the reducer blocks in
-// pass() until the test calls open() (or 5 s passed).
-class Gate {
-public:
-    Gate() { REQUIRE(::pipe2(fds_, O_CLOEXEC) == 0); }
-    ~Gate() {
-        ::close(fds_[0]);
-        ::close(fds_[1]);
-    }
-    Gate(const Gate&) = delete;
-    Gate& operator=(const Gate&) = delete;
-    void open() { (void)write_all_fd(fds_[1], "x"); }
-    bool pass(int timeout_ms = 5000) {
-        struct pollfd p {};
-        p.fd = fds_[0];
-        p.events = POLLIN;
-        if (::poll(&p, 1, timeout_ms) != 1) return false;
-        char c;
-        return ::read(fds_[0], &c, 1) == 1;
-    }
-
-private:
-    int fds_[2];
-};
 
 struct Fixture {
     TempDir dir;
@@ -54,28 +29,30 @@ struct Fixture {
 // Raw bytes against our server
 // ===========================================================================
 
+TEST_SUITE("server-core") {
+
 TEST_CASE("raw client vs server: handshake is byte exact and start ok makes the connection ready") {
     Watchdog wd;
     Fixture f;
-    CHECK(hex(start_frame()) == start_frame_hex);  // our independent encoder agrees with the reference
+    CHECK(to_hex(start_frame()) == start_frame_hex);  // our independent encoder agrees with the reference
 
     ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
     REQUIRE(wait_live(f.ipc, f.name));
 
     RawConn c = RawConn::connect(f.path);
     REQUIRE(c.valid());
-    CHECK(hex(c.read_exact(start_frame().size(), 2000)) == start_frame_hex);
+    CHECK(to_hex(c.read_exact(start_frame().size(), 2000)) == start_frame_hex);
     // A connection that has not answered start ok gets nothing, not even heartbeats.
-    CHECK(hex(c.collect(200)) == "");
+    CHECK(to_hex(c.collect(200)) == "");
     CHECK_FALSE(c.at_eof());
 
     REQUIRE(c.send(start_ok_frame()));
     REQUIRE(c.send_text("ping"));
     Frame ack, pong;
     REQUIRE(c.read_frame(ack, 2000));
-    CHECK(hex(ack.raw) == hex(ack_frame()));
+    CHECK(to_hex(ack.raw) == to_hex(ack_frame()));
     REQUIRE(c.read_frame(pong, 2000));
-    CHECK(hex(pong.raw) == hex(text_frame("pong")));
+    CHECK(to_hex(pong.raw) == to_hex(text_frame("pong")));
 
     c.close();
     auto r = server.finish();
@@ -97,7 +74,7 @@ TEST_CASE("raw client vs server: frames before start ok are ignored") {
 
     // An application message, a heartbeat, a close and an ack before start ok.
     REQUIRE(c.send(text_frame("ping") + heartbeat_frame() + close_frame() + ack_frame() + text_frame("count")));
-    CHECK(hex(c.collect(250)) == "");  // no ack, no close ok, no heartbeat
+    CHECK(to_hex(c.collect(250)) == "");  // no ack, no close ok, no heartbeat
     CHECK_FALSE(c.at_eof());
 
     REQUIRE(c.send(start_ok_frame() + text_frame("count")));
@@ -105,7 +82,7 @@ TEST_CASE("raw client vs server: frames before start ok are ignored") {
     REQUIRE(c.read_frame(ack, 2000));
     CHECK(ack.is(ack_frame()));
     REQUIRE(c.read_frame(count, 2000));
-    CHECK(hex(count.raw) == hex(text_frame("1")));  // the reducer saw only this message
+    CHECK(to_hex(count.raw) == to_hex(text_frame("1")));  // the reducer saw only this message
 
     c.close();
     auto r = server.finish();
@@ -119,12 +96,12 @@ TEST_CASE("raw client vs server: with flush_ack_before_reducer, the ack is on th
     ipc::Config config = test_config(f.dir.path());
     config.flush_ack_before_reducer = true;
     f.ipc = ipc::Ipc(config);
-    Gate gate;
+    Pipe gate;
     std::atomic<int> entered{0};
     std::atomic<bool> passed{false};
     auto reducer = [&](const ipc::Message& m, ipc::Continuation<int> c, int n) {
         entered.fetch_add(1);
-        passed.store(gate.pass());
+        passed.store(gate.wait_mark(5000));
         return c.respond(n + 1, ipc::Message::text("re:" + m.content()));
     };
     ThreadServer<int> server(f.ipc, f.name, 0, reducer);
@@ -137,15 +114,15 @@ TEST_CASE("raw client vs server: with flush_ack_before_reducer, the ack is on th
 
     Frame ack;
     REQUIRE(c.read_frame_skipping_heartbeats(ack, 2000));
-    CHECK(hex(ack.raw) == hex(ack_frame()));
+    CHECK(to_hex(ack.raw) == to_hex(ack_frame()));
     CHECK(eventually([&] { return entered.load() == 1; }, 2000));  // the reducer was called...
     CHECK_FALSE(passed.load());      // ...and is still running
     CHECK(c.buffered() == 0);        // nothing followed the ack yet
 
-    gate.open();
+    gate.mark();
     Frame response;
     REQUIRE(c.read_frame_skipping_heartbeats(response, 2000));
-    CHECK(hex(response.raw) == hex(text_frame("re:hello")));
+    CHECK(to_hex(response.raw) == to_hex(text_frame("re:hello")));
     CHECK(passed.load());
 
     c.close();
@@ -168,9 +145,9 @@ TEST_CASE("raw client vs server: respond, continue and close continuations") {
     // respond: the ack then the response, the media type kept as is.
     REQUIRE(c.send(frame("application/json", "{\"a\":1}")));
     REQUIRE(c.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(ack_frame()));
+    CHECK(to_hex(fr.raw) == to_hex(ack_frame()));
     REQUIRE(c.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(frame("application/json", "{\"a\":1}")));
+    CHECK(to_hex(fr.raw) == to_hex(frame("application/json", "{\"a\":1}")));
 
     // A quick reducer: the ack, then the response (often in the same read).
     REQUIRE(c.send_text("ping"));
@@ -183,23 +160,23 @@ TEST_CASE("raw client vs server: respond, continue and close continuations") {
     REQUIRE(c.send_text("continue"));
     REQUIRE(c.read_frame_skipping_heartbeats(fr, 2000));
     CHECK(fr.is(ack_frame()));
-    for (const Frame& x : c.frames_within(200)) CHECK(hex(x.raw) == hex(heartbeat_frame()));
+    for (const Frame& x : c.frames_within(200)) CHECK(to_hex(x.raw) == to_hex(heartbeat_frame()));
 
     // close: the ack, then connection close.
     REQUIRE(c.send_text("close"));
     REQUIRE(c.read_frame_skipping_heartbeats(fr, 2000));
     CHECK(fr.is(ack_frame()));
     REQUIRE(c.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(close_frame()));
+    CHECK(to_hex(fr.raw) == to_hex(close_frame()));
     // Once closing, nothing more is acknowledged or handed to the reducer,
     // and no heartbeat is sent.
     REQUIRE(c.send(text_frame("ping") + heartbeat_frame()));
-    CHECK(hex(c.collect(200)) == "");
+    CHECK(to_hex(c.collect(200)) == "");
     CHECK_FALSE(c.at_eof());
     REQUIRE(c.send(close_ok_frame()));
     std::string before;
     CHECK(c.wait_eof(2000, &before));
-    CHECK(hex(before) == "");
+    CHECK(to_hex(before) == "");
 
     // The reducer saw the json, ping, continue and close: 4, then count is 5.
     RawConn d = RawConn::connect(f.path);
@@ -208,7 +185,7 @@ TEST_CASE("raw client vs server: respond, continue and close continuations") {
     REQUIRE(d.read_frame_skipping_heartbeats(fr, 2000));
     CHECK(fr.is(ack_frame()));
     REQUIRE(d.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(text_frame("5")));
+    CHECK(to_hex(fr.raw) == to_hex(text_frame("5")));
 
     d.close();
     auto r = server.finish();
@@ -232,13 +209,13 @@ TEST_CASE("raw client vs server: stop closes every client, waits for each close 
 
     REQUIRE(a.send_text("stop"));
     REQUIRE(a.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(ack_frame()));
+    CHECK(to_hex(fr.raw) == to_hex(ack_frame()));
     REQUIRE(a.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(close_frame()));
+    CHECK(to_hex(fr.raw) == to_hex(close_frame()));
     REQUIRE(b.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(close_frame()));
+    CHECK(to_hex(fr.raw) == to_hex(close_frame()));
     REQUIRE(late.read_frame(fr, 2000));
-    CHECK(hex(fr.raw) == hex(close_frame()));
+    CHECK(to_hex(fr.raw) == to_hex(close_frame()));
 
     // Still shutting down: the file is there and serve() has not returned.
     REQUIRE(a.send(close_ok_frame()));
@@ -250,7 +227,7 @@ TEST_CASE("raw client vs server: stop closes every client, waits for each close 
 
     // A message from b now is neither acknowledged nor reduced.
     REQUIRE(b.send(text_frame("count")));
-    CHECK(hex(b.collect(100)) == "");
+    CHECK(to_hex(b.collect(100)) == "");
     REQUIRE(b.send(close_ok_frame()));
     CHECK(b.wait_eof(2000));
     REQUIRE(server.wait_done(2000));
@@ -273,17 +250,17 @@ TEST_CASE("raw client vs server: heartbeats to an idle client, never an answer t
     auto frames = c.frames_within(400);
     CHECK(frames.size() >= 2);  // about 8, with room for a loaded machine
     CHECK(frames.size() <= 10);
-    for (const Frame& x : frames) CHECK(hex(x.raw) == hex(heartbeat_frame()));
+    for (const Frame& x : frames) CHECK(to_hex(x.raw) == to_hex(heartbeat_frame()));
 
     // The client's heartbeats are never answered (no ack) nor reduced.
     for (int i = 0; i < 5; ++i) REQUIRE(c.send(heartbeat_frame()));
-    for (const Frame& x : c.frames_within(150)) CHECK(hex(x.raw) == hex(heartbeat_frame()));
+    for (const Frame& x : c.frames_within(150)) CHECK(to_hex(x.raw) == to_hex(heartbeat_frame()));
     REQUIRE(c.send_text("count"));
     Frame fr;
     REQUIRE(c.read_frame_skipping_heartbeats(fr, 2000));
     CHECK(fr.is(ack_frame()));
     REQUIRE(c.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(text_frame("1")));
+    CHECK(to_hex(fr.raw) == to_hex(text_frame("1")));
 
     c.close();
     auto r = server.finish();
@@ -303,10 +280,10 @@ TEST_CASE("raw client vs server: client close gets close ok, then end of file") 
         REQUIRE(c.send(close_frame()));
         Frame fr;
         REQUIRE(c.read_frame_skipping_heartbeats(fr, 2000));
-        CHECK(hex(fr.raw) == hex(close_ok_frame()));
+        CHECK(to_hex(fr.raw) == to_hex(close_ok_frame()));
         std::string before;
         CHECK(c.wait_eof(2000, &before));
-        CHECK(hex(before) == "");
+        CHECK(to_hex(before) == "");
         REQUIRE(eventually([&] { return server.drops.count(ipc::DropReason::closed) == 1; }, 2000));
         auto r = server.finish();
         REQUIRE(r.has_value());
@@ -318,7 +295,7 @@ TEST_CASE("raw client vs server: client close gets close ok, then end of file") 
         REQUIRE(c.send(text_frame("ping") + close_frame()));
         std::string before;
         CHECK(c.wait_eof(2000, &before));
-        CHECK(hex(before) == hex(ack_frame() + text_frame("pong") + close_ok_frame()));
+        CHECK(to_hex(before) == to_hex(ack_frame() + text_frame("pong") + close_ok_frame()));
         auto r = server.finish();
         REQUIRE(r.has_value());
         CHECK(r.value() == 1);
@@ -336,7 +313,7 @@ TEST_CASE("raw client vs server: the server timeout closes an idle client") {
     Frame fr;
     int heartbeats = 0;
     REQUIRE(c.read_frame_skipping_heartbeats(fr, 3000, &heartbeats));
-    CHECK(hex(fr.raw) == hex(close_frame()));
+    CHECK(to_hex(fr.raw) == to_hex(close_frame()));
     CHECK(sw.elapsed() >= 300);
     CHECK(heartbeats >= 1);  // heartbeats flowed, and were no activity
     REQUIRE(c.send(close_ok_frame()));
@@ -408,7 +385,7 @@ TEST_CASE("raw client vs server: a malformed frame or garbage drops only that cl
         while (rest.size() >= heartbeat_frame().size() && rest.compare(0, heartbeat_frame().size(), heartbeat_frame()) == 0) {
             rest.erase(0, heartbeat_frame().size());
         }
-        CHECK(hex(rest) == "");
+        CHECK(to_hex(rest) == "");
         malformed += g.reason == ipc::DropReason::malformed_frame ? 1 : 0;
         large += g.reason == ipc::DropReason::message_too_large ? 1 : 0;
         eof += g.reason == ipc::DropReason::end_of_file ? 1 : 0;
@@ -437,9 +414,9 @@ TEST_CASE("raw client vs server: frames one byte at a time, and a stalled half f
     REQUIRE(fr.is(start_frame()));
     REQUIRE(slow.send_bytewise(start_ok_frame() + text_frame("ping")));
     REQUIRE(slow.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(ack_frame()));
+    CHECK(to_hex(fr.raw) == to_hex(ack_frame()));
     REQUIRE(slow.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(text_frame("pong")));
+    CHECK(to_hex(fr.raw) == to_hex(text_frame("pong")));
 
     // Half a frame, then silence: another client is served at once.
     const std::string echo = frame("application/octet-stream", std::string("\x00\xce\x01 binary", 9));
@@ -459,7 +436,7 @@ TEST_CASE("raw client vs server: frames one byte at a time, and a stalled half f
     REQUIRE(slow.read_frame_skipping_heartbeats(fr, 2000));
     CHECK(fr.is(ack_frame()));
     REQUIRE(slow.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(echo));
+    CHECK(to_hex(fr.raw) == to_hex(echo));
 
     REQUIRE(other->close().has_value());
     slow.close();
@@ -481,7 +458,7 @@ TEST_CASE("raw client vs server: messages sent back to back without waiting for 
     for (const std::string& e : expected) {
         Frame fr;
         REQUIRE(c.read_frame_skipping_heartbeats(fr, 2000));
-        CHECK(hex(fr.raw) == hex(e));
+        CHECK(to_hex(fr.raw) == to_hex(e));
     }
     c.close();
     auto r = server.finish();
@@ -515,294 +492,6 @@ TEST_CASE("raw client vs server: a 16 MiB message round-trips") {
     CHECK(r.value() == 1);
 }
 
-// ===========================================================================
-// A raw fake server against our client (Process)
-// ===========================================================================
-
-namespace {
-
-// A fake server: a raw listener at the path our client connects to.
-struct FakeServer {
-    TempDir dir;
-    ipc::Ipc ipc;
-    ipc::Name name = name_of("fake");
-    RawListener listener;
-    explicit FakeServer(std::int64_t heartbeat_ms = 50)
-        : ipc(test_config(dir.path(), heartbeat_ms)), listener(ipc.path_of(name)) {
-        REQUIRE(listener.valid());
-    }
-};
-
-// Starts ipc.get() on another thread and accepts it; `conn` is the fake
-// server's side. The handshake is left to the caller.
-std::future<ipc::Result<ipc::Process>> start_get(FakeServer& fake, RawConn& conn,
-                                                 ipc::Milliseconds timeout = ipc::Milliseconds(3000)) {
-    auto fut = std::async(std::launch::async, [&fake, timeout] { return fake.ipc.get(fake.name, timeout); });
-    conn = fake.listener.accept(3000);
-    REQUIRE(conn.valid());
-    return fut;
-}
-
-// A Process whose handshake with the fake server is done.
-ipc::Process connected(FakeServer& fake, RawConn& conn) {
-    auto fut = start_get(fake, conn);
-    REQUIRE(conn.send(start_frame()));
-    Frame fr;
-    REQUIRE(conn.read_frame(fr, 2000));
-    REQUIRE(fr.is(start_ok_frame()));
-    auto p = fut.get();
-    REQUIRE(p.has_value());
-    return std::move(p).value();
-}
-
-}  // namespace
-
-TEST_CASE("raw server vs client: handshake — start ok byte for byte, only after connection start") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    auto fut = start_get(fake, conn);
-    CHECK(hex(conn.collect(150)) == "");  // the client speaks only after connection start
-    CHECK(not_ready(fut));
-
-    REQUIRE(conn.send(start_frame()));
-    CHECK(hex(conn.read_exact(start_ok_frame().size(), 2000)) ==
-          "000a746578742f706c61696e0000001f696e6e6d696e642f6970633a636f6e6e656374696f6e2e73746172742d6f6bce");
-    auto p = fut.get();
-    REQUIRE(p.has_value());
-    CHECK(p->name().str() == "fake");
-    CHECK_FALSE(p->closed());
-
-    // close(): connection close, then it waits for close ok, then closes.
-    auto closing = std::async(std::launch::async, [&] { return p->close(ipc::Milliseconds(2000)); });
-    Frame fr;
-    REQUIRE(conn.read_frame(fr, 2000));
-    CHECK(hex(fr.raw) == hex(close_frame()));
-    CHECK(not_ready(closing));
-    REQUIRE(conn.send(close_ok_frame()));
-    CHECK(outcome(closing.get()) == "value");
-    CHECK(p->closed());
-    std::string before;
-    CHECK(conn.wait_eof(2000, &before));
-    CHECK(hex(before) == "");
-}
-
-TEST_CASE("raw server vs client: handshake variations and failures") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-
-    SUBCASE("heartbeats before connection start are tolerated; start arriving byte by byte") {
-        auto fut = start_get(fake, conn);
-        REQUIRE(conn.send(heartbeat_frame() + heartbeat_frame()));
-        REQUIRE(conn.send_bytewise(start_frame()));
-        Frame fr;
-        REQUIRE(conn.read_frame(fr, 2000));
-        CHECK(fr.is(start_ok_frame()));
-        auto p = fut.get();
-        CHECK(outcome(p) == "value");
-        conn.close();  // p's destructor does not wait for a close ok
-    }
-    SUBCASE("an application message before connection start is a protocol error") {
-        auto fut = start_get(fake, conn);
-        REQUIRE(conn.send(text_frame("hello")));
-        CHECK(outcome(fut.get()) == "protocol");
-        CHECK(conn.wait_eof(2000));
-    }
-    SUBCASE("connection close before connection start is answered, get fails as closed") {
-        auto fut = start_get(fake, conn);
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(hex(before) == hex(close_ok_frame()));
-        CHECK(outcome(fut.get()) == "closed");
-    }
-    SUBCASE("a silent server makes get time out") {
-        Stopwatch sw;
-        auto fut = start_get(fake, conn, ipc::Milliseconds(200));
-        CHECK(outcome(fut.get()) == "timed_out");
-        CHECK(sw.elapsed() >= 200);
-        CHECK(sw.elapsed() < 2700);
-    }
-    SUBCASE("a server that hangs up before connection start refused us: permission_denied") {
-        auto fut = start_get(fake, conn);
-        conn.close();
-        CHECK(outcome(fut.get()) == "permission_denied");  // 0.1: closed_by_peer (issue 10)
-    }
-    SUBCASE("a malformed connection start is a malformed frame") {
-        auto fut = start_get(fake, conn);
-        std::string bad = start_frame();
-        bad.back() = 'x';
-        REQUIRE(conn.send(bad));
-        CHECK(outcome(fut.get()) == "malformed_frame");
-    }
-}
-
-TEST_CASE("raw server vs client: send waits for each ack; a response to a non-last message is kept for wait") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    ipc::Process p = connected(fake, conn);
-
-    std::vector<ipc::Message> batch{ipc::Message::text("a"), ipc::Message::of("application/json", "[]")};
-    auto sending = std::async(std::launch::async, [&] { return p.send(batch, ipc::Milliseconds(3000)); });
-    Frame fr;
-    REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(text_frame("a")));
-    // No ack yet: the second message is not sent, send() has not returned.
-    for (const Frame& x : conn.frames_within(150)) CHECK(hex(x.raw) == hex(heartbeat_frame()));
-    CHECK(not_ready(sending));
-    // The ack and a response to "a" in one write.
-    REQUIRE(conn.send(ack_frame() + text_frame("answer to a")));
-    REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(hex(fr.raw) == hex(frame("application/json", "[]")));
-    CHECK(not_ready(sending));
-    REQUIRE(conn.send(ack_frame()));
-    CHECK(outcome(sending.get()) == "value");
-
-    auto kept = p.wait(ipc::Milliseconds(0));
-    REQUIRE(kept.has_value());
-    CHECK(kept->content() == "answer to a");
-
-    // Without an ack, send times out.
-    Stopwatch sw;
-    auto lonely = p.send(ipc::Message::text("b"), ipc::Milliseconds(200));
-    CHECK(outcome(lonely) == "timed_out");
-    CHECK(sw.elapsed() >= 200);
-    REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
-    CHECK(fr.is(text_frame("b")));
-    conn.close();
-}
-
-TEST_CASE("raw server vs client: wait hides heartbeats, sends one each silent period and answers none") {
-    Watchdog wd;
-
-    SUBCASE("a silent server gets a heartbeat each period, wait gives up at its deadline") {
-        FakeServer fake;
-        RawConn conn;
-        ipc::Process p = connected(fake, conn);
-        Stopwatch sw;
-        auto waiting = std::async(std::launch::async, [&] { return p.wait(ipc::Milliseconds(400)); });
-        auto frames = conn.frames_within(600);
-        CHECK(outcome(waiting.get()) == "timed_out");
-        CHECK(sw.elapsed() >= 400);
-        CHECK(frames.size() >= 2);   // 400 ms / 50 ms, with room for a loaded machine
-        CHECK(frames.size() <= 9);
-        for (const Frame& x : frames) CHECK(hex(x.raw) == hex(heartbeat_frame()));
-        CHECK_FALSE(p.closed());
-        conn.close();
-    }
-    SUBCASE("server heartbeats are not handed on and not answered") {
-        FakeServer fake(2000);  // the client's period is long: it has no reason to send anything
-        RawConn conn;
-        ipc::Process p = connected(fake, conn);
-        auto waiting = std::async(std::launch::async, [&] { return p.wait(ipc::Milliseconds(3000)); });
-        REQUIRE(conn.send(heartbeat_frame() + heartbeat_frame()));
-        REQUIRE(conn.send(heartbeat_frame()));
-        REQUIRE(conn.send(text_frame("after the heartbeats")));
-        auto m = waiting.get();
-        REQUIRE(m.has_value());
-        CHECK(m->content() == "after the heartbeats");
-        CHECK(hex(conn.collect(100)) == "");
-        conn.close();
-    }
-}
-
-TEST_CASE("raw server vs client: connection close from the server") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    ipc::Process p = connected(fake, conn);
-
-    SUBCASE("inside wait: close ok, an empty result, later calls closed") {
-        auto waiting = std::async(std::launch::async, [&] { return p.wait(); });
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(hex(before) == hex(close_ok_frame()));
-        CHECK(outcome(waiting.get()) == "closed");
-    }
-    SUBCASE("instead of an ack: send fails as closed") {
-        auto sending = std::async(std::launch::async, [&] { return p.send(ipc::Message::text("x"), ipc::Milliseconds(2000)); });
-        Frame fr;
-        REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
-        CHECK(fr.is(text_frame("x")));
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(hex(before) == hex(close_ok_frame()));
-        CHECK(outcome(sending.get()) == "closed");
-    }
-    SUBCASE("crossing the client's own close") {
-        auto closing = std::async(std::launch::async, [&] { return p.close(ipc::Milliseconds(2000)); });
-        Frame fr;
-        REQUIRE(conn.read_frame(fr, 2000));
-        CHECK(fr.is(close_frame()));
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(hex(before) == hex(close_ok_frame()));
-        CHECK(outcome(closing.get()) == "value");
-    }
-    CHECK(p.closed());
-    CHECK(outcome(p.wait(ipc::Milliseconds(100))) == "closed");
-    CHECK(outcome(p.send(ipc::Message::text("late"), ipc::Milliseconds(100))) == "closed");
-    CHECK(outcome(p.close()) == "value");
-}
-
-TEST_CASE("raw server vs client: close without an answer, a vanished server, a malformed frame") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    ipc::Process p = connected(fake, conn);
-
-    SUBCASE("close ok never comes: close times out and the connection is gone") {
-        Stopwatch sw;
-        CHECK(outcome(p.close(ipc::Milliseconds(200))) == "timed_out");
-        CHECK(sw.elapsed() >= 200);
-        CHECK(p.closed());
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(hex(before) == hex(close_frame()));
-    }
-    SUBCASE("the server vanishes: closed by peer, then closed") {
-        conn.close();
-        CHECK(outcome(p.wait(ipc::Milliseconds(2000))) == "closed_by_peer");
-        CHECK(p.closed());
-        CHECK(outcome(p.wait(ipc::Milliseconds(10))) == "closed");
-    }
-    SUBCASE("a malformed frame: malformed_frame, then closed") {
-        std::string bad = text_frame("response");
-        bad.back() = '\x00';
-        REQUIRE(conn.send(bad));
-        CHECK(outcome(p.wait(ipc::Milliseconds(2000))) == "malformed_frame");
-        CHECK(p.closed());
-        CHECK(conn.wait_eof(2000));
-    }
-    SUBCASE("a response arriving one byte at a time") {
-        REQUIRE(conn.send_bytewise(frame("text/plain; charset=utf-8", "slowly")));
-        auto m = p.wait(ipc::Milliseconds(3000));
-        REQUIRE(m.has_value());
-        CHECK(m->content() == "slowly");
-        CHECK(m->media_type().str() == "text/plain; charset=utf-8");
-        conn.close();
-    }
-}
-
-TEST_CASE("raw server vs client: the destructor closes properly") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    auto p = std::make_unique<ipc::Process>(connected(fake, conn));
-    auto destroying = std::async(std::launch::async, [&] { p.reset(); });
-    Frame fr;
-    REQUIRE(conn.read_frame(fr, 2000));
-    CHECK(hex(fr.raw) == hex(close_frame()));
-    REQUIRE(conn.send(close_ok_frame()));
-    destroying.get();
-    CHECK(conn.wait_eof(2000));
-}
-
 TEST_CASE("raw client vs server: by default the ack leaves in the same send() as the response") {
     // One send() puts both frames in the socket at once: a reader that waits
     // for the first byte and then reads once gets the ack and the response
@@ -828,7 +517,9 @@ TEST_CASE("raw client vs server: by default the ack leaves in the same send() as
     ssize_t n = ::recv(c.fd(), &got[0], got.size(), MSG_DONTWAIT);
     REQUIRE(n > 0);
     got.resize(static_cast<std::size_t>(n));
-    CHECK(hex(got) == hex(expected));
+    CHECK(to_hex(got) == to_hex(expected));
     c.close();
     REQUIRE(server.finish().has_value());
 }
+
+}  // TEST_SUITE
