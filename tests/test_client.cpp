@@ -526,6 +526,15 @@ ipc::Process connected(FakeServer& fake, RawConn& conn) {
     return std::move(p).value();
 }
 
+// A case against the fake server with the handshake done: `p` is our
+// Process, `conn` the fake server's side (TEST_CASE_FIXTURE(Connected, ...)).
+struct Connected {
+    Watchdog wd;
+    FakeServer fake;
+    RawConn conn;
+    ipc::Process p = connected(fake, conn);
+};
+
 }  // namespace
 
 TEST_CASE("raw server vs client: handshake — start ok byte for byte, only after connection start") {
@@ -609,12 +618,7 @@ TEST_CASE("raw server vs client: handshake variations and failures") {
     }
 }
 
-TEST_CASE("raw server vs client: send waits for each ack; a response to a non-last message is kept for wait") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    ipc::Process p = connected(fake, conn);
-
+TEST_CASE_FIXTURE(Connected, "raw server vs client: send waits for each ack; a response to a non-last message is kept for wait") {
     std::vector<ipc::Message> batch{ipc::Message::text("a"), ipc::Message::of("application/json", "[]")};
     auto sending = std::async(std::launch::async, [&] { return p.send(batch, ipc::Milliseconds(3000)); });
     Frame fr;
@@ -679,12 +683,7 @@ TEST_CASE("raw server vs client: wait hides heartbeats, sends one each silent pe
     }
 }
 
-TEST_CASE("raw server vs client: connection close from the server") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    ipc::Process p = connected(fake, conn);
-
+TEST_CASE_FIXTURE(Connected, "raw server vs client: connection close from the server") {
     SUBCASE("inside wait: close ok, an empty result, later calls closed") {
         auto waiting = std::async(std::launch::async, [&] { return p.wait(); });
         REQUIRE(conn.send(close_frame()));
@@ -721,12 +720,7 @@ TEST_CASE("raw server vs client: connection close from the server") {
     CHECK(outcome(p.close()) == "value");
 }
 
-TEST_CASE("raw server vs client: close without an answer, a vanished server, a malformed frame") {
-    Watchdog wd;
-    FakeServer fake;
-    RawConn conn;
-    ipc::Process p = connected(fake, conn);
-
+TEST_CASE_FIXTURE(Connected, "raw server vs client: close without an answer, a vanished server, a malformed frame") {
     SUBCASE("close ok never comes: close times out and the connection is gone") {
         Stopwatch sw;
         CHECK(outcome(p.close(ipc::Milliseconds(200))) == "timed_out");

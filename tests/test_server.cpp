@@ -722,12 +722,8 @@ std::string serve_commands(ipc::Server& server) {
 
 }  // namespace
 
-TEST_CASE("activation: listen() takes the fd LISTEN_FDNAMES names, serves it, and leaves it and its file to systemd") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const std::string path = ipc.path_of(name_of("srv"));
+TEST_CASE_FIXTURE(Case, "activation: listen() takes the fd LISTEN_FDNAMES names, serves it, and leaves it and its file to systemd") {
+    const std::string path = ipc.path_of(name);
     const int other = supervisor_socket(dir.file("other.sock"));
     const int mine = supervisor_socket(path);
     REQUIRE(other >= 0);
@@ -761,12 +757,8 @@ TEST_CASE("activation: listen() takes the fd LISTEN_FDNAMES names, serves it, an
     ::close(mine);
 }
 
-TEST_CASE("activation: without LISTEN_FDNAMES the fd bound at the server's path is taken") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const std::string path = ipc.path_of(name_of("srv"));
+TEST_CASE_FIXTURE(Case, "activation: without LISTEN_FDNAMES the fd bound at the server's path is taken") {
+    const std::string path = ipc.path_of(name);
     const int unrelated = supervisor_socket(dir.file("unrelated.sock"));
     const int mine = supervisor_socket(path);
     REQUIRE(unrelated >= 0);
@@ -823,12 +815,8 @@ TEST_CASE("activation: the path is matched through a symlinked directory; a name
     ::close(elsewhere);
 }
 
-TEST_CASE("activation: fds meant for another process, or a named fd that is not a listener, are refused, never bound over") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const std::string path = ipc.path_of(name_of("srv"));
+TEST_CASE_FIXTURE(Case, "activation: fds meant for another process, or a named fd that is not a listener, are refused, never bound over") {
+    const std::string path = ipc.path_of(name);
     const int mine = supervisor_socket(path);
     REQUIRE(mine >= 0);
     const ino_t inode = inode_of(path);
@@ -859,11 +847,7 @@ TEST_CASE("activation: fds meant for another process, or a named fd that is not 
     ::close(dgram);
 }
 
-TEST_CASE("activation: Server::from_fd serves another supervisor's socket; the fd stays the caller's") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
+TEST_CASE_FIXTURE(Case, "activation: Server::from_fd serves another supervisor's socket; the fd stays the caller's") {
     const std::string path = ipc.path_of(name_of("handed"));
     const int fd = supervisor_socket(path);
     REQUIRE(fd >= 0);
@@ -883,11 +867,7 @@ TEST_CASE("activation: Server::from_fd serves another supervisor's socket; the f
     ::close(fd);
 }
 
-TEST_CASE("activation: after from_fd the caller may close its fd, even when its number is reused at once") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
+TEST_CASE_FIXTURE(Case, "activation: after from_fd the caller may close its fd, even when its number is reused at once") {
     Child server = spawn([&]() -> std::string {
         const int alpha = supervisor_socket(ipc.path_of(name_of("alpha")));
         auto s = ipc::Server::from_fd(alpha, {}, ipc::Milliseconds::forever(), config);

@@ -288,6 +288,23 @@ ipc::Config torture_config(const std::string& dir) {
     return c;
 }
 
+// What a torture case starts with (TEST_CASE_FIXTURE(TortureCase, "...")):
+// a fresh directory and the torture config on it, to change before
+// start(); start() forks a TortureReducer server on `name` and waits until
+// it is live, `ipc` then being an Ipc on the config as it is.
+struct TortureCase {
+    TempDir dir;
+    ipc::Config config = torture_config(dir.path());
+    const ipc::Name name = name_of("torture");
+    Child server;
+    ipc::Ipc ipc{config};
+    void start(unsigned alarm_s) {
+        server = spawn_torture(config, name, alarm_s);
+        ipc = ipc::Ipc(config);
+        REQUIRE(wait_live(ipc, name));
+    }
+};
+
 // One echo round trip (counted by the server): "" when the same bytes came
 // back, else what went wrong. The time it took goes to *elapsed.
 std::string echo(ipc::Process& p, const std::string& content, std::int64_t* elapsed = nullptr,
@@ -617,15 +634,10 @@ std::string vanish_cycle(const ipc::Config& config, const ipc::Name& name, int p
 
 // Regression: an explicit Config::max_queued_bytes below max_message_size
 // was once ignored, so a peer that never read was never dropped.
-TEST_CASE("torture 1: peers that never read are dropped with queue_full; another client's round trips stay under 1 s") {
+TEST_CASE_FIXTURE(TortureCase, "torture 1: peers that never read are dropped with queue_full; another client's round trips stay under 1 s") {
     Watchdog wd(120);
-    TempDir dir;
-    ipc::Config config = torture_config(dir.path());
     config.max_queued_bytes = std::size_t{256} << 10;  // four 64 KiB answers
-    const ipc::Name name = name_of("flood");
-    Child server = spawn_torture(config, name, 120);
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+    start(120);
     auto ctl = ipc.get(name);
     REQUIRE(ctl.has_value());
     REQUIRE(echo(*ctl, "warm up").empty());
@@ -698,18 +710,14 @@ TEST_CASE("torture 1: peers that never read are dropped with queue_full; another
 // the server about 3x max_queued_bytes (199 MiB for a 65 MiB bound): the
 // receive buffer, the copy handed to the reducer and the queued answer
 // coexisted, and a next frame was read in while the queue was stuck.
-TEST_CASE("torture 1: a peer that sends 16 MiB echoes and never reads costs the server about one max_queued_bytes, all given back at the drop") {
+TEST_CASE_FIXTURE(TortureCase, "torture 1: a peer that sends 16 MiB echoes and never reads costs the server about one max_queued_bytes, all given back at the drop") {
     Watchdog wd(60);
-    TempDir dir;
-    ipc::Config config = torture_config(dir.path());
     config.max_message_size = 16u << 20;  // max_queued_bytes: 0, so 16 MiB + a frame header + 1 MiB
     config.stall_timeout = ipc::Milliseconds(1000);
     const std::size_t bound = (std::size_t{16} << 20) + (std::size_t{1} << 20) + 64;
-    const ipc::Name name = name_of("hoard");
-    Child server = spawn(
-        [&config, &name]() -> std::string {
-            ipc::Ipc ipc(config);
-            auto s = ipc.listen(name);
+    server = spawn(
+        [this]() -> std::string {
+            auto s = ipc::Ipc(config).listen(name);
             if (!s) return "listen";
             DropCounts drops;
             s->on_drop(&DropCounts::record, &drops);
@@ -721,7 +729,7 @@ TEST_CASE("torture 1: a peer that sends 16 MiB echoes and never reads costs the 
             return "ok drops" + drops.text();
         },
         60);
-    ipc::Ipc ipc(config);
+    ipc = ipc::Ipc(config);
     REQUIRE(wait_live(ipc, name));
     auto ctl = ipc.get(name);
     REQUIRE(ctl.has_value());
@@ -779,15 +787,10 @@ TEST_CASE("torture 1: a peer that sends 16 MiB echoes and never reads costs the 
 // 2. Slow and stuck peers
 // ===========================================================================
 
-TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute after connecting: round trips stay under 200 ms") {
+TEST_CASE_FIXTURE(TortureCase, "torture 2: a byte every 10 ms, frames stopped midway, peers mute after connecting: round trips stay under 200 ms") {
     Watchdog wd(120);
-    TempDir dir;
-    ipc::Config config = torture_config(dir.path());
     config.handshake_timeout = ipc::Milliseconds(300);
-    const ipc::Name name = name_of("slow");
-    Child server = spawn_torture(config, name, 120);
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+    start(120);
     auto ctl = ipc.get(name);
     REQUIRE(ctl.has_value());
     const std::string path = ipc.path_of(name);
@@ -915,15 +918,11 @@ TEST_CASE("torture 2: a byte every 10 ms, frames stopped midway, peers mute afte
 // for it, not only at its next heartbeat.
 // Regression: the server once woke only for heartbeats, so a mute peer on
 // an idle server was dropped at the next heartbeat, not at its deadline.
-TEST_CASE("torture 2: on an idle server, a mute peer is dropped after handshake_timeout, not at the next heartbeat") {
+TEST_CASE_FIXTURE(TortureCase, "torture 2: on an idle server, a mute peer is dropped after handshake_timeout, not at the next heartbeat") {
     Watchdog wd(60);
-    TempDir dir;
-    ipc::Config config = torture_config(dir.path());  // heartbeat 1 s
+    // heartbeat 1 s (torture_config)
     config.handshake_timeout = ipc::Milliseconds(300);
-    const ipc::Name name = name_of("idle");
-    Child server = spawn_torture(config, name, 60);
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+    start(60);
     std::int64_t worst = 0;
     for (int i = 0; i < 3; ++i) {
         RawConn c = RawConn::connect(ipc.path_of(name));
@@ -948,14 +947,9 @@ TEST_CASE("torture 2: on an idle server, a mute peer is dropped after handshake_
 // 3. Oversized and malformed input
 // ===========================================================================
 
-TEST_CASE("torture 3: frames announcing 4 GiB - 1 are dropped right after their length prefix; the server's RSS stays flat") {
+TEST_CASE_FIXTURE(TortureCase, "torture 3: frames announcing 4 GiB - 1 are dropped right after their length prefix; the server's RSS stays flat") {
     Watchdog wd(60);
-    TempDir dir;
-    const ipc::Config config = torture_config(dir.path());
-    const ipc::Name name = name_of("huge");
-    Child server = spawn_torture(config, name, 60);
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+    start(60);
     auto ctl = ipc.get(name);
     REQUIRE(ctl.has_value());
     for (int i = 0; i < 10; ++i) REQUIRE(echo(*ctl, generate(4096, static_cast<std::uint64_t>(i))).empty());
@@ -1031,16 +1025,11 @@ std::string garbage(Rng& r) {
 
 }  // namespace
 
-TEST_CASE("torture 3: random garbage from hundreds of raw connections: each dropped, the carry counts only the good clients' messages") {
+TEST_CASE_FIXTURE(TortureCase, "torture 3: random garbage from hundreds of raw connections: each dropped, the carry counts only the good clients' messages") {
     Watchdog wd(120);
     const std::uint64_t seed = torture_seed();
     MESSAGE("torture 3: garbage seed ", seed, " (IPC_HPP_TORTURE_SEED=", seed, " to replay)");
-    TempDir dir;
-    const ipc::Config config = torture_config(dir.path());
-    const ipc::Name name = name_of("garbage");
-    Child server = spawn_torture(config, name, 120);
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+    start(120);
     const std::string path = ipc.path_of(name);
 
     // Four garbage processes, their connections spread among them; two good
@@ -1071,7 +1060,7 @@ TEST_CASE("torture 3: random garbage from hundreds of raw connections: each drop
     good.reserve(2);
     for (int g = 0; g < 2; ++g) {
         good.push_back(spawn(
-            [config, name, g, good_trips]() -> std::string {
+            [config = config, name = name, g, good_trips]() -> std::string {
                 ipc::Ipc mine(config);
                 auto p = mine.get(name, ipc::Milliseconds(5000));
                 if (!p) return std::string("get ") + errc_name(p.error().code);
@@ -1115,15 +1104,10 @@ TEST_CASE("torture 3: random garbage from hundreds of raw connections: each drop
 // 4. Large messages
 // ===========================================================================
 
-TEST_CASE("torture 4: 16 MiB and 64 MiB (the default maximum) round-trip intact both ways; 64 MiB + 1 is refused, the server goes on") {
+TEST_CASE_FIXTURE(TortureCase, "torture 4: 16 MiB and 64 MiB (the default maximum) round-trip intact both ways; 64 MiB + 1 is refused, the server goes on") {
     Watchdog wd(180);
-    TempDir dir;
-    const ipc::Config config = torture_config(dir.path());
     REQUIRE(config.max_message_size == 64u << 20);
-    const ipc::Name name = name_of("large");
-    Child server = spawn_torture(config, name, 180);
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+    start(180);
     auto p = ipc.get(name);
     REQUIRE(p.has_value());
     std::uint64_t counted = 0;
@@ -1207,16 +1191,11 @@ TEST_CASE("torture 4: 16 MiB and 64 MiB (the default maximum) round-trip intact 
 // 5. Vanished peers
 // ===========================================================================
 
-TEST_CASE("torture 5: thousands of clients SIGKILLed at random points: the server goes on, counts only complete messages, leaks no fd") {
+TEST_CASE_FIXTURE(TortureCase, "torture 5: thousands of clients SIGKILLed at random points: the server goes on, counts only complete messages, leaks no fd") {
     Watchdog wd(240);
     const std::uint64_t seed = torture_seed();
     MESSAGE("torture 5: vanish seed ", seed, " (IPC_HPP_TORTURE_SEED=", seed, " to replay)");
-    TempDir dir;
-    const ipc::Config config = torture_config(dir.path());
-    const ipc::Name name = name_of("vanish");
-    Child server = spawn_torture(config, name, 240);
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+    start(240);
     auto ctl = ipc.get(name);
     REQUIRE(ctl.has_value());
     REQUIRE(echo(*ctl, "baseline").empty());
@@ -1387,7 +1366,7 @@ TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait
 // 6. Load
 // ===========================================================================
 
-TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 10,000 connect/close cycles; no fd left behind") {
+TEST_CASE_FIXTURE(TortureCase, "torture 6: 1000 clients connected at once, 5 round trips each; then 10,000 connect/close cycles; no fd left behind") {
     Watchdog wd(240);
     const int clients = scaled(1000, 100);
     const int cycles = scaled(10000, 1000);
@@ -1401,12 +1380,7 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
         return;
     }
     (void)raise_nofile();
-    TempDir dir;
-    const ipc::Config config = torture_config(dir.path());
-    const ipc::Name name = name_of("load");
-    Child server = spawn_torture(config, name, 240);
-    ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
+    start(240);
     auto ctl = ipc.get(name);
     REQUIRE(ctl.has_value());
     const int base_fds = fd_count(server.pid());
@@ -1420,7 +1394,7 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
     Stopwatch sw;
     for (int k = 0; k < procs; ++k) {
         loaders.push_back(spawn(
-            [config, name, k, per_proc, go_fd, &connected]() -> std::string {
+            [config = config, name = name, k, per_proc, go_fd, &connected]() -> std::string {
                 if (raise_nofile() < static_cast<rlim_t>(per_proc + 32)) return "RLIMIT_NOFILE too low";
                 ipc::Ipc mine(config);
                 std::vector<ipc::Process> ps;
@@ -1489,7 +1463,7 @@ TEST_CASE("torture 6: 1000 clients connected at once, 5 round trips each; then 1
     sw = Stopwatch();
     for (int k = 0; k < procs; ++k) {
         cyclers.push_back(spawn(
-            [config, name, cycles_per_proc]() -> std::string {
+            [config = config, name = name, cycles_per_proc]() -> std::string {
                 ipc::Ipc mine(config);
                 for (int i = 0; i < cycles_per_proc; ++i) {
                     auto p = mine.get(name, ipc::Milliseconds(10000));

@@ -40,7 +40,18 @@ public:
     Child() = default;
     Child(pid_t pid, int out) : pid_(pid), out_(out) {}
     Child(Child&& o) noexcept : pid_(o.pid_), out_(o.out_), status_(o.status_) { o.pid_ = -1; o.out_ = -1; }
-    Child& operator=(Child&&) = delete;
+    // Takes o's child; a child this one still had is killed first.
+    Child& operator=(Child&& o) noexcept {
+        if (this != &o) {
+            kill_now();
+            pid_ = o.pid_;
+            out_ = o.out_;
+            status_ = o.status_;
+            o.pid_ = -1;
+            o.out_ = -1;
+        }
+        return *this;
+    }
     Child(const Child&) = delete;
     Child& operator=(const Child&) = delete;
     ~Child() { kill_now(); }
