@@ -770,8 +770,12 @@ TEST_CASE_FIXTURE(TortureCase, "torture 1: a peer that sends 16 MiB echoes and n
     if (!TORTURE_OWN_ALLOCATOR) {
         // One bound, plus the sixteenth of the content read before it gets
         // its own string (freed, but maybe still resident in the heap), one
-        // socket buffer and the 16 KiB read of the next frame.
-        CHECK(peak - base <= static_cast<long>(bound >> 10) + (16 << 10) / 16 + 1024);
+        // socket buffer and the 16 KiB read of the next frame, and 1 MiB of
+        // the allocator's and the process's own noise: measured on 2 vCPUs,
+        // peak +19,224 to +19,464 KiB, which failed the bound without that
+        // last MiB once in six runs. One more copy of the content would be
+        // +16 MiB, 0.1's three copies +49 MiB.
+        CHECK(peak - base <= static_cast<long>(bound >> 10) + (16 << 10) / 16 + 2048);
         // Given back to the system needs malloc_trim (glibc): without it
         // (the fallback build) the allocator keeps the freed 16 MiB.
         if (IPC_HPP_HAVE_MALLOC_TRIM) CHECK(after - base < 2048);
