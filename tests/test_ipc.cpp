@@ -126,7 +126,7 @@ TEST_CASE("client: Ipc::wait without a timeout returns once the server appears")
     }
     SUBCASE("with a stale socket file in the way") {
         REQUIRE(make_stale_socket(ipc.path_of(name)));
-        Child server = spawn([config, name] {
+        Child server = spawn([config = config, name = name] {
             sleep_ms(150);
             ipc::Ipc mine(config);
             auto s = mine.listen(name);
@@ -143,12 +143,7 @@ TEST_CASE("client: Ipc::wait without a timeout returns once the server appears")
     }
 }
 
-TEST_CASE("client: Ipc::wait with a timeout gives up in time, or succeeds when the server comes in time") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "client: Ipc::wait with a timeout gives up in time, or succeeds when the server comes in time") {
 
     Stopwatch sw;
     CHECK(outcome(ipc.wait(name, ipc::Milliseconds(250))) == "timed_out");
@@ -161,7 +156,7 @@ TEST_CASE("client: Ipc::wait with a timeout gives up in time, or succeeds when t
     CHECK(stale.elapsed() >= 250);
     CHECK(stale.elapsed() < 2750);
 
-    Child server = spawn([config, name] {
+    Child server = spawn([config = config, name = name] {
         sleep_ms(100);
         ipc::Ipc mine(config);
         auto s = mine.listen(name);

@@ -52,7 +52,7 @@ TEST_CASE("server: the seed scenario — 42 clients get pong, the 43rd message s
 
     std::vector<Child> clients;
     clients.reserve(43);
-    for (int i = 0; i < 43; ++i) clients.push_back(spawn([config, name] { return seed_client(config, name); }));
+    for (int i = 0; i < 43; ++i) clients.push_back(spawn([config = config, name = name] { return seed_client(config, name); }));
     int pongs = 0, closed = 0;
     for (Child& c : clients) {
         std::string r = c.result(15000);
@@ -389,7 +389,7 @@ TEST_CASE("server: a 4-argument reducer gets the client's pid, uid and gid (SO_P
     CHECK(ping(*p, "peer") == credentials(::getpid()));
 
     // And from a third process, its own pid.
-    Child other = spawn([config, name] {
+    Child other = spawn([config = config, name = name] {
         ipc::Ipc mine(config);
         auto q = mine.get(name);
         if (!q) return std::string("get failed");
@@ -566,18 +566,13 @@ TEST_CASE("server: large responses without a copy — the message itself twice, 
     CHECK(server.result(10000) == "ok 3");
 }
 
-TEST_CASE("server: a client process killed with SIGKILL is dropped, the carry goes on") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "server: a client process killed with SIGKILL is dropped, the carry goes on") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
 
     Pipe ready;
     const int ready_fd = ready.write_end();
-    Child victim = spawn([config, name, ready_fd] {
+    Child victim = spawn([config = config, name = name, ready_fd] {
         ipc::Ipc mine(config);
         auto p = mine.get(name);
         if (!p) return std::string("get failed");
