@@ -44,6 +44,14 @@ reap() {
     fi
     wait "$1"
 }
+# wait_for_socket PATH: until a supervisor has made its socket file (at most 5 s).
+wait_for_socket() {
+    for _ in $(seq 500); do
+        [ -S "$1" ] && return 0
+        sleep 0.01
+    done
+    return 1
+}
 # wait_for_name NAME: until `ipcctl list` shows NAME (at most 5 s).
 wait_for_name() {
     for _ in $(seq 500); do
@@ -277,7 +285,7 @@ if command -v systemd-socket-activate > /dev/null 2>&1; then
         systemd-socket-activate -l "$dir/act.sock" "${fdname[@]}" "$ipcctl" --dir "$dir" echo act > "$dir/act.out" 2> "$dir/act.err" &
         pids+=($!)
         act=$!
-        for _ in $(seq 500); do [ -S "$dir/act.sock" ] && break; sleep 0.01; done
+        wait_for_socket "$dir/act.sock"
         inode=$(stat -c %i "$dir/act.sock")
         check "activation by $how: the first message starts the server and is answered" "one" "$("$ipcctl" --dir "$dir" send act text/plain one)"
         "$ipcctl" --dir "$dir" exist act
@@ -297,7 +305,7 @@ if command -v systemd-socket-activate > /dev/null 2>&1; then
         "$ipcctl" --dir "$dir" serve act2 --max 1 -- sh "$dir/cmd.sh" > /dev/null 2> "$dir/act2.err" &
     pids+=($!)
     act2=$!
-    for _ in $(seq 500); do [ -S "$dir/act2.sock" ] && break; sleep 0.01; done
+    wait_for_socket "$dir/act2.sock"
     check "activation: a command of serve inherits no socket and no LISTEN_ variable" "0 0" "$("$ipcctl" --dir "$dir" send act2 text/plain fds | tr '\n' ' ' | sed 's/ $//')"
     reap "$act2"
     check "activation: serve took its socket by name and stopped after --max 1" 0 $?
