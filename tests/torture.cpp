@@ -213,6 +213,33 @@ long drop_total(const std::string& text) {
     return sum;
 }
 
+// Asks ctl for the drop counts until pred(drops) holds or within_ms pass;
+// the last answer stays in drops (for CAPTURE).
+template <class Pred>
+bool drops_until(ipc::Process& ctl, std::string& drops, Pred pred, std::int64_t within_ms) {
+    return eventually(
+        [&] {
+            drops = ask(ctl, "?drops", 5000);
+            return pred(drops);
+        },
+        within_ms);
+}
+// The same until the drops of every reason add up to total.
+bool drops_total_reach(ipc::Process& ctl, std::string& drops, long total, std::int64_t within_ms) {
+    return drops_until(ctl, drops, [total](const std::string& d) { return drop_total(d) == total; }, within_ms);
+}
+
+// Waits up to within_ms for the server's open fds to be back to base; the
+// last count stays in seen.
+bool fds_back_to(const Child& server, int base, int& seen, std::int64_t within_ms) {
+    return eventually(
+        [&] {
+            seen = fd_count(server.pid());
+            return seen == base;
+        },
+        within_ms);
+}
+
 // The carry counts the application messages handled, except the control
 // ones (text/plain starting with '?'):
 //   "?stat"   -> the carry;          "?drops" -> DropCounts::text();
@@ -298,8 +325,8 @@ struct TortureCase {
     const ipc::Name name = name_of("torture");
     Child server;
     ipc::Ipc ipc{config};
-    void start(unsigned alarm_s) {
-        server = spawn_torture(config, name, alarm_s);
+    void start(unsigned alarm_s, int notify_fd = -1) {
+        server = spawn_torture(config, name, alarm_s, notify_fd);
         ipc = ipc::Ipc(config);
         REQUIRE(wait_live(ipc, name));
     }
@@ -538,12 +565,6 @@ std::size_t pick(std::uint64_t r, std::size_t n) { return static_cast<std::size_
                 for (;;) ::pause();  // the parent kills at a random moment
             }
             break;
-        case v_after_ack:
-            if (!c.handshake()) ::_exit(4);
-            if (!c.send(app)) ::_exit(4);
-            report('c');
-            if (!c.read_frame_skipping_heartbeats(f, 5000) || !f.is(ack_frame())) ::_exit(5);
-            break;
         case v_pipelined: {
             if (!c.handshake()) ::_exit(4);
             const std::size_t whole = 1 + pick(rnd, 4);
@@ -554,12 +575,13 @@ std::size_t pick(std::uint64_t r, std::size_t n) { return static_cast<std::size_
             if (!c.send(std::string_view(app).substr(0, pick(rnd >> 8, app.size())))) ::_exit(4);
             break;
         }
+        case v_after_ack:
         case v_round_trip:
             if (!c.handshake()) ::_exit(4);
             if (!c.send(app)) ::_exit(4);
             report('c');
             if (!c.read_frame_skipping_heartbeats(f, 5000) || !f.is(ack_frame())) ::_exit(5);
-            if (!c.read_frame_skipping_heartbeats(f, 5000) || !f.is(app)) ::_exit(6);
+            if (point == v_round_trip && (!c.read_frame_skipping_heartbeats(f, 5000) || !f.is(app))) ::_exit(6);
             break;
         default: ::_exit(7);
     }
@@ -674,12 +696,8 @@ TEST_CASE_FIXTURE(TortureCase, "torture 1: peers that never read are dropped wit
     const std::int64_t flood_ms = sw.elapsed();
     CHECK(failure.empty());
     // A flood ends once its last connection was dropped: the drops are known.
-    CHECK(eventually(
-        [&] {
-            drops = ask(*ctl, "?drops", 5000);
-            return drop_count(drops, ipc::DropReason::queue_full) == floods;
-        },
-        2000));
+    CHECK(drops_until(
+        *ctl, drops, [&](const std::string& d) { return drop_count(d, ipc::DropReason::queue_full) == floods; }, 2000));
     CAPTURE(drops);
     CHECK(drop_total(drops) == floods);
     CHECK(stats.worst < 1000);
@@ -899,12 +917,7 @@ TEST_CASE_FIXTURE(TortureCase, "torture 2: a byte every 10 ms, frames stopped mi
     // their echo (end of file, or a reset when a heartbeat was unread); the
     // stuck ones still connected.
     std::string drops;
-    CHECK(eventually(
-        [&] {
-            drops = ask(*ctl, "?drops", 5000);
-            return drop_total(drops) == mutes + trickles;
-        },
-        3000));
+    CHECK(drops_total_reach(*ctl, drops, mutes + trickles, 3000));
     CAPTURE(drops);
     CHECK(drop_count(drops, ipc::DropReason::handshake_timeout) == mutes);
     CHECK(drop_count(drops, ipc::DropReason::end_of_file) + drop_count(drops, ipc::DropReason::io_error) == trickles);
@@ -979,12 +992,7 @@ TEST_CASE_FIXTURE(TortureCase, "torture 3: frames announcing 4 GiB - 1 are dropp
         CHECK(ms < 1000);
     }
     std::string drops;
-    CHECK(eventually(
-        [&] {
-            drops = ask(*ctl, "?drops", 5000);
-            return drop_total(drops) == conns;
-        },
-        3000));
+    CHECK(drops_total_reach(*ctl, drops, conns, 3000));
     CAPTURE(drops);
     CHECK(drop_count(drops, ipc::DropReason::message_too_large) == conns);
     CHECK(eventually([&] { return fd_count(server.pid()) == fds_before; }, 3000));
@@ -1087,12 +1095,7 @@ TEST_CASE_FIXTURE(TortureCase, "torture 3: random garbage from hundreds of raw c
     REQUIRE(ctl.has_value());
     std::string drops;
     const int garbage_conns = garbage_procs * per_proc;
-    CHECK(eventually(
-        [&] {
-            drops = ask(*ctl, "?drops", 5000);
-            return drop_total(drops) == garbage_conns + 2;
-        },
-        3000));
+    CHECK(drops_total_reach(*ctl, drops, garbage_conns + 2, 3000));
     CAPTURE(drops);
     CHECK(drop_count(drops, ipc::DropReason::closed) == 2);  // the good clients
     CHECK(drop_count(drops, ipc::DropReason::malformed_frame) + drop_count(drops, ipc::DropReason::message_too_large) +
@@ -1178,12 +1181,7 @@ TEST_CASE_FIXTURE(TortureCase, "torture 4: 16 MiB and 64 MiB (the default maximu
     REQUIRE(echo(*p, "still serving").empty());
     ++counted;
     std::string drops;
-    CHECK(eventually(
-        [&] {
-            drops = ask(*p, "?drops", 5000);
-            return drop_total(drops) == 2;
-        },
-        3000));
+    CHECK(drops_total_reach(*p, drops, 2, 3000));
     CAPTURE(drops);
     CHECK(drop_count(drops, ipc::DropReason::message_too_large) == 1);
     CHECK(drop_count(drops, ipc::DropReason::end_of_file) + drop_count(drops, ipc::DropReason::io_error) == 1);
@@ -1231,21 +1229,11 @@ TEST_CASE_FIXTURE(TortureCase, "torture 5: thousands of clients SIGKILLed at ran
     }
     const std::int64_t took = sw.elapsed();
     std::string drops;
-    CHECK(eventually(
-        [&] {
-            drops = ask(*ctl, "?drops", 5000);
-            return drop_total(drops) == cycles;
-        },
-        5000));
+    CHECK(drops_total_reach(*ctl, drops, cycles, 5000));
     CAPTURE(drops);
     CHECK(drop_count(drops, ipc::DropReason::end_of_file) + drop_count(drops, ipc::DropReason::io_error) == cycles);
     int fds_after = -1;
-    CHECK(eventually(
-        [&] {
-            fds_after = fd_count(server.pid());
-            return fds_after == base_fds;
-        },
-        5000));
+    CHECK(fds_back_to(server, base_fds, fds_after, 5000));
     const long rss_after = rss_kb(server.pid());
     std::string points;
     for (int k = 0; k < v_points; ++k) points += " " + std::to_string(per_point[k]);
@@ -1262,17 +1250,21 @@ namespace {
 // A client child for "server killed under it": SIGPIPE has its default
 // disposition, unblocked (one would kill the child, and the parent sees
 // it), with MSG_NOSIGNAL or without (then ipc.hpp blocks SIGPIPE around each
-// send); every call waits forever (a hang would end in SIGALRM).
+// send); every call waits forever (a hang would end in SIGALRM). It gets
+// name on config and returns body(process), or "get failed".
 template <class Body>
-Child sigpipe_sensitive_client(Body body) {
+Child sigpipe_sensitive_client(const ipc::Config& config, const ipc::Name& name, Body body) {
     return spawn(
-        [body]() -> std::string {
+        [config, name, body]() -> std::string {
             ::signal(SIGPIPE, SIG_DFL);
             sigset_t pipe_only;
             sigemptyset(&pipe_only);
             sigaddset(&pipe_only, SIGPIPE);
             ::sigprocmask(SIG_UNBLOCK, &pipe_only, nullptr);
-            return body();
+            ipc::Ipc mine(config);
+            auto p = mine.get(name, ipc::Milliseconds(5000));
+            if (!p) return "get failed";
+            return body(*p);
         },
         20);
 }
@@ -1286,24 +1278,16 @@ std::string exit_text(const Child& c) {
 
 }  // namespace
 
-TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait(): closed_by_peer, no hang, no SIGPIPE") {
+TEST_CASE_FIXTURE(TortureCase, "torture 5: a server SIGKILLed while a client is inside send() or wait(): closed_by_peer, no hang, no SIGPIPE") {
     Watchdog wd(120);
-    TempDir dir;
-    const ipc::Config config = torture_config(dir.path());
 
     SUBCASE("inside send(), waiting for the ack of a message the reducer is busy with") {
-        const ipc::Name name = name_of("busy");
         Pipe busy;
-        Child server = spawn_torture(config, name, 60, busy.write_end());
-        ipc::Ipc ipc(config);
-        REQUIRE(wait_live(ipc, name));
-        Child client = sigpipe_sensitive_client([config, name]() -> std::string {
-            ipc::Ipc mine(config);
-            auto p = mine.get(name, ipc::Milliseconds(5000));
-            if (!p) return "get failed";
+        start(60, busy.write_end());
+        Child client = sigpipe_sensitive_client(config, name, [](ipc::Process& p) -> std::string {
             auto m = ipc::Message::make("application/x-slow", "please wait");
-            auto s = p->send(m.value());  // no timeout: must not hang
-            auto again = p->send(ipc::Message::text("again"));
+            auto s = p.send(m.value());  // no timeout: must not hang
+            auto again = p.send(ipc::Message::text("again"));
             return "send " + outcome(s) + ", then " + outcome(again);
         });
         REQUIRE(busy.wait_mark(5000));  // the reducer runs: the client waits for the ack
@@ -1315,20 +1299,14 @@ TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait
     }
 
     SUBCASE("inside send(), writing a 64 MiB frame") {
-        const ipc::Name name = name_of("midwrite");
         Pipe busy;
-        Child server = spawn_torture(config, name, 60, busy.write_end());
-        ipc::Ipc ipc(config);
-        REQUIRE(wait_live(ipc, name));
+        start(60, busy.write_end());
         Pipe sending;
         const int sending_fd = sending.write_end();
-        Child client = sigpipe_sensitive_client([config, name, sending_fd]() -> std::string {
-            ipc::Ipc mine(config);
-            auto p = mine.get(name, ipc::Milliseconds(5000));
-            if (!p) return "get failed";
+        Child client = sigpipe_sensitive_client(config, name, [sending_fd](ipc::Process& p) -> std::string {
             auto m = ipc::Message::make("application/x-slow", generate(std::size_t{64} << 20, 5));
             (void)write_all_fd(sending_fd, "s");
-            auto s = p->send(m.value());  // no timeout: must not hang
+            auto s = p.send(m.value());  // no timeout: must not hang
             return "send " + outcome(s);
         });
         REQUIRE(sending.wait_mark(10000));
@@ -1341,21 +1319,15 @@ TEST_CASE("torture 5: a server SIGKILLed while a client is inside send() or wait
     }
 
     SUBCASE("inside wait(), with nothing to come") {
-        const ipc::Name name = name_of("waiting");
-        Child server = spawn_torture(config, name, 60);
-        ipc::Ipc ipc(config);
-        REQUIRE(wait_live(ipc, name));
+        start(60);
         Pipe waiting;
         const int waiting_fd = waiting.write_end();
-        Child client = sigpipe_sensitive_client([config, name, waiting_fd]() -> std::string {
-            ipc::Ipc mine(config);
-            auto p = mine.get(name, ipc::Milliseconds(5000));
-            if (!p) return "get failed";
-            if (!p->send(ipc::Message::text("quiet"), ipc::Milliseconds(5000))) return "send failed";
+        Child client = sigpipe_sensitive_client(config, name, [waiting_fd](ipc::Process& p) -> std::string {
+            if (!p.send(ipc::Message::text("quiet"), ipc::Milliseconds(5000))) return "send failed";
             (void)write_all_fd(waiting_fd, "w");
-            auto w = p->wait();  // no timeout: must not hang
-            auto again = p->wait(ipc::Milliseconds(10));
-            auto sent = p->send(ipc::Message::text("after"));
+            auto w = p.wait();  // no timeout: must not hang
+            auto again = p.wait(ipc::Milliseconds(10));
+            auto sent = p.send(ipc::Message::text("after"));
             return "wait " + outcome(w) + ", then " + outcome(again) + ", " + outcome(sent);
         });
         REQUIRE(waiting.wait_mark(5000));
@@ -1453,12 +1425,7 @@ TEST_CASE_FIXTURE(TortureCase, "torture 6: 1000 clients connected at once, 5 rou
     const std::uint64_t counted = static_cast<std::uint64_t>(procs * per_proc * rounds);
     CHECK(ask(*ctl, "?stat", 5000) == std::to_string(counted));
     int fds_after = -1;
-    CHECK(eventually(
-        [&] {
-            fds_after = fd_count(server.pid());
-            return fds_after == base_fds;
-        },
-        5000));
+    CHECK(fds_back_to(server, base_fds, fds_after, 5000));
 
     // Connect and close, over and over, from several processes at once.
     const int cycles_per_proc = cycles / procs;
@@ -1482,12 +1449,7 @@ TEST_CASE_FIXTURE(TortureCase, "torture 6: 1000 clients connected at once, 5 rou
     for (Child& c : cyclers) CHECK(c.result(180000) == "ok");
     const std::int64_t cycles_ms = sw.elapsed();
     int fds_end = -1;
-    CHECK(eventually(
-        [&] {
-            fds_end = fd_count(server.pid());
-            return fds_end == base_fds;
-        },
-        5000));
+    CHECK(fds_back_to(server, base_fds, fds_end, 5000));
     const std::string drops = ask(*ctl, "?drops", 5000);
     CAPTURE(drops);
     const long closed_expected = static_cast<long>(procs * per_proc + procs * cycles_per_proc);
