@@ -30,13 +30,9 @@ ipc::Continuation<int> answer_r(const ipc::Message& m, ipc::Continuation<int> c,
 
 TEST_SUITE("client") {
 
-TEST_CASE("client: Process::wait with and without a timeout") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "client: Process::wait with and without a timeout") {
     config.flush_ack_before_reducer = true;  // send() returns while the slow reducer works
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+    reconfigure();
 
     // The reducer answers "later" only when the test opens the gate.
     int gate[2];
@@ -52,9 +48,7 @@ TEST_CASE("client: Process::wait with and without a timeout") {
     };
     {
         ThreadServer<int> server(ipc, name, 0, reducer);
-        REQUIRE(wait_live(ipc, name));
-        auto p = ipc.get(name);
-        REQUIRE(p.has_value());
+        auto p = get_live(ipc, name);
 
         // With a timeout: nothing comes, it gives up at its deadline and the
         // Process stays usable.
@@ -82,9 +76,7 @@ TEST_CASE("client: Process::wait with and without a timeout") {
         auto closing = std::async(std::launch::async, [&] { return outcome(p->wait()); });
         server.stop_handle().request();
         CHECK(closing.get() == "closed");
-        auto r = server.finish();
-        REQUIRE(r.has_value());
-        CHECK(r.value() == 2);
+        server.finish_expecting(2);
     }
     ::close(gate[0]);
     ::close(gate[1]);
@@ -126,9 +118,7 @@ TEST_CASE_FIXTURE(Case, "client: responses to non-last messages of one send are 
     CHECK(constructed.wait(ipc::Milliseconds(2000)).value().content() == "2");
 
     REQUIRE(constructed.close().has_value());
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 6);
+    server.finish_expecting(6);
 }
 
 TEST_CASE_FIXTURE(Case, "client: close and the destructor finish the close handshake; a vanished client is end of file") {
@@ -163,9 +153,7 @@ TEST_CASE_FIXTURE(Case, "client: close and the destructor finish the close hands
     }
     CHECK(eventually([&] { return server.drops.count(ipc::DropReason::end_of_file) == 1; }, 2000));
     CHECK(server.drops.count(ipc::DropReason::closed) == 2);
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 2);
+    server.finish_expecting(2);
 }
 
 TEST_CASE_FIXTURE(Case, "client: a server killed with SIGKILL — wait and send report closed_by_peer, then closed") {
@@ -189,14 +177,8 @@ TEST_CASE_FIXTURE(Case, "client: a server killed with SIGKILL — wait and send 
     CHECK(outcome(ipc.get(name)) == "connection_refused");
 }
 
-TEST_CASE("client: heartbeats never surface between our client and our server") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path(), 20);  // both sides beat every 20 ms
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
-    Child server = spawn_server(config, name, 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, name));
+TEST_CASE_FIXTURE(ServedCaseBeating<20>, "client: heartbeats never surface between our client and our server") {
+    // both sides beat every 20 ms
     auto p = ipc.get(name);
     REQUIRE(p.has_value());
     // Idle for many periods: no message, no error, nothing reduced.
@@ -214,14 +196,8 @@ std::atomic<long> storm_hits{0};
 extern "C" void count_storm(int) { storm_hits.fetch_add(1, std::memory_order_relaxed); }
 }  // namespace
 
-TEST_CASE("client: a blocking wait waits in recv() and keeps its deadline, through a signal storm") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path(), 40);  // heartbeats every 40 ms, both ways
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
-    Child server = spawn_server(config, name, 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, name));
+TEST_CASE_FIXTURE(ServedCaseBeating<40>, "client: a blocking wait waits in recv() and keeps its deadline, through a signal storm") {
+    // heartbeats every 40 ms, both ways
     auto p = ipc.get(name);
     REQUIRE(p.has_value());
     CHECK(ask(*p, "ping") == "pong");
@@ -294,13 +270,9 @@ TEST_CASE("client: a blocking wait waits in recv() and keeps its deadline, throu
     CHECK(server.result(5000) == "ok 6 drops=closed");
 }
 
-TEST_CASE("client: a large message is sent from the caller's bytes; a send that times out keeps the rest, so the frame still comes out whole") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "client: a large message is sent from the caller's bytes; a send that times out keeps the rest, so the frame still comes out whole") {
     config.flush_ack_before_reducer = true;  // send() returns while the reducer waits at the gate
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+    reconfigure();
     const std::size_t size = 4u << 20;  // far more than the socket buffers hold
     auto pattern = [](std::size_t i) { return static_cast<char>((i * 31) ^ (i >> 11)); };
     int gate[2];
@@ -321,9 +293,7 @@ TEST_CASE("client: a large message is sent from the caller's bytes; a send that 
     };
     {
         ThreadServer<int> server(ipc, name, 0, reducer);
-        REQUIRE(wait_live(ipc, name));
-        auto p = ipc.get(name);
-        REQUIRE(p.has_value());
+        auto p = get_live(ipc, name);
 
         // In time: the content goes out of the message itself and arrives whole.
         std::string content(size, '\0');
@@ -351,9 +321,7 @@ TEST_CASE("client: a large message is sent from the caller's bytes; a send that 
         REQUIRE(write_all_fd(gate[1], "x"));
         CHECK(p->close(ipc::Milliseconds(10000)).has_value());
         server.stop_handle().request();
-        auto r = server.finish();
-        REQUIRE(r.has_value());
-        CHECK(r.value() == 2);  // both large contents intact
+        server.finish_expecting(2);  // both large contents intact
     }
     ::close(gate[0]);
     ::close(gate[1]);
@@ -392,9 +360,7 @@ TEST_CASE("client: the send buffer grows (Config::send_buffer) once a large mess
         ipc::Ipc ipc(config);
         const ipc::Name name = name_of(setting == 0 ? "off" : "on");
         ThreadServer<int> server(ipc, name, 0, CommandReducer{});
-        REQUIRE(wait_live(ipc, name));
-        auto p = ipc.get(name);
-        REQUIRE(p.has_value());
+        auto p = get_live(ipc, name);
         CHECK(ask(*p, "ping") == "pong");
         CHECK(send_buffer_of(p->fd()) == fresh);  // small messages: the kernel's default
         const ipc::Message big = ipc::Message::make("application/octet-stream", std::string(std::size_t{1} << 20, 'b')).value();
@@ -437,9 +403,7 @@ ipc::Result<ipc::Unit> pump(ipc::Process& p, int timeout_ms) {
 
 TEST_CASE_FIXTURE(Case, "client loop: posted messages go one at a time, answers are taken in order, nothing blocks") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, name);
 
     CHECK(p->events() == POLLIN);
     REQUIRE(p->post(ipc::Message::text("a")).has_value());
@@ -491,7 +455,6 @@ bool not_ready(const std::future<T>& f) {
     return f.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout;
 }
 
-
 // A fake server: a raw listener at the path our client connects to.
 struct FakeServer {
     TempDir dir;
@@ -524,6 +487,15 @@ ipc::Process connected(FakeServer& fake, RawConn& conn) {
     auto p = fut.get();
     REQUIRE(p.has_value());
     return std::move(p).value();
+}
+
+// The fake server starts a close: connection close out, then our client's
+// close ok and the end of the stream, with nothing else between.
+void close_from_server(RawConn& conn) {
+    REQUIRE(conn.send(close_frame()));
+    std::string before;
+    CHECK(conn.wait_eof(2000, &before));
+    CHECK(to_hex(before) == to_hex(close_ok_frame()));
 }
 
 // A case against the fake server with the handshake done: `p` is our
@@ -591,10 +563,7 @@ TEST_CASE("raw server vs client: handshake variations and failures") {
     }
     SUBCASE("connection close before connection start is answered, get fails as closed") {
         auto fut = start_get(fake, conn);
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(to_hex(before) == to_hex(close_ok_frame()));
+        close_from_server(conn);
         CHECK(outcome(fut.get()) == "closed");
     }
     SUBCASE("a silent server makes get time out") {
@@ -686,10 +655,7 @@ TEST_CASE("raw server vs client: wait hides heartbeats, sends one each silent pe
 TEST_CASE_FIXTURE(Connected, "raw server vs client: connection close from the server") {
     SUBCASE("inside wait: close ok, an empty result, later calls closed") {
         auto waiting = std::async(std::launch::async, [&] { return p.wait(); });
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(to_hex(before) == to_hex(close_ok_frame()));
+        close_from_server(conn);
         CHECK(outcome(waiting.get()) == "closed");
     }
     SUBCASE("instead of an ack: send fails as closed") {
@@ -697,10 +663,7 @@ TEST_CASE_FIXTURE(Connected, "raw server vs client: connection close from the se
         Frame fr;
         REQUIRE(conn.read_frame_skipping_heartbeats(fr, 2000));
         CHECK(fr.is(text_frame("x")));
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(to_hex(before) == to_hex(close_ok_frame()));
+        close_from_server(conn);
         CHECK(outcome(sending.get()) == "closed");
     }
     SUBCASE("crossing the client's own close") {
@@ -708,10 +671,7 @@ TEST_CASE_FIXTURE(Connected, "raw server vs client: connection close from the se
         Frame fr;
         REQUIRE(conn.read_frame(fr, 2000));
         CHECK(fr.is(close_frame()));
-        REQUIRE(conn.send(close_frame()));
-        std::string before;
-        CHECK(conn.wait_eof(2000, &before));
-        CHECK(to_hex(before) == to_hex(close_ok_frame()));
+        close_from_server(conn);
         CHECK(outcome(closing.get()) == "value");
     }
     CHECK(p.closed());

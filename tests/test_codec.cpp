@@ -401,9 +401,7 @@ TEST_CASE("decoder: a large content's end marker is checked; a liar about a leng
 }
 
 TEST_CASE("property: random messages round-trip through one stream fed in random chunks") {
-    const std::uint64_t seed = test_seed();
-    MESSAGE("seed ", seed, " (replay: IPC_HPP_TEST_SEED=", seed, ")");
-    std::mt19937_64 rng(seed);
+    std::mt19937_64 rng = seeded_rng();
     const auto started = std::chrono::steady_clock::now();
 
     std::vector<WrittenMediaType> types;
@@ -462,9 +460,7 @@ TEST_CASE("property: random messages round-trip through one stream fed in random
 }
 
 TEST_CASE("property: any cut of a frame gives need_more, then the message once the rest arrives") {
-    const std::uint64_t seed = test_seed();
-    MESSAGE("seed ", seed, " (replay: IPC_HPP_TEST_SEED=", seed, ")");
-    std::mt19937_64 rng(seed);
+    std::mt19937_64 rng = seeded_rng();
     for (int i = 0; i < 200; ++i) {
         const auto type = random_media_type(rng);
         auto message = ipc::Message::make(type.written, random_bytes(rng, log_uniform_size(rng, 256)));

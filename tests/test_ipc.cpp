@@ -84,9 +84,7 @@ TEST_CASE_FIXTURE(Case, "client: get — not_found, connection_refused on a stal
     CHECK(file_exists(ipc.path_of(name)));  // get never removes anything
 
     Child server = spawn_server(config, name, 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, name);
     CHECK(p->name() == name);
     CHECK(p->fd() >= 0);
     CHECK_FALSE(p->closed());
@@ -97,24 +95,13 @@ TEST_CASE_FIXTURE(Case, "client: get — not_found, connection_refused on a stal
     CHECK(outcome(ipc.get(name)) == "not_found");
 }
 
-TEST_CASE("client: Ipc::wait without a timeout returns once the server appears") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("later");
+TEST_CASE_FIXTURE(Case, "client: Ipc::wait without a timeout returns once the server appears") {
 
     SUBCASE("in a directory that does not exist yet") {
         const ipc::Config nested = test_config(dir.file("not/yet"));
         ipc::Ipc waiter(nested);
-        Child server = spawn([nested, name] {
-            sleep_ms(150);  // the scenario: a server that starts after its client
-            ipc::Ipc mine(nested);
-            auto s = mine.listen(name);
-            if (!s) return std::string("listen failed");
-            auto r = s->serve(0, CommandReducer{});
-            return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
-        });
+        // The scenario: a server that starts after its client.
+        Child server = spawn_late_server(nested, name, 150);
         Stopwatch sw;
         auto p = waiter.wait(name);
         REQUIRE(p.has_value());
@@ -126,14 +113,7 @@ TEST_CASE("client: Ipc::wait without a timeout returns once the server appears")
     }
     SUBCASE("with a stale socket file in the way") {
         REQUIRE(make_stale_socket(ipc.path_of(name)));
-        Child server = spawn([config = config, name = name] {
-            sleep_ms(150);
-            ipc::Ipc mine(config);
-            auto s = mine.listen(name);
-            if (!s) return std::string("listen failed");
-            auto r = s->serve(0, CommandReducer{});
-            return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
-        });
+        Child server = spawn_late_server(config, name, 150);
         auto p = ipc.wait(name);
         REQUIRE(p.has_value());
         CHECK(ask(*p, "ping") == "pong");
@@ -144,7 +124,6 @@ TEST_CASE("client: Ipc::wait without a timeout returns once the server appears")
 }
 
 TEST_CASE_FIXTURE(Case, "client: Ipc::wait with a timeout gives up in time, or succeeds when the server comes in time") {
-
     Stopwatch sw;
     CHECK(outcome(ipc.wait(name, ipc::Milliseconds(250))) == "timed_out");
     CHECK(sw.elapsed() >= 250);
@@ -156,14 +135,7 @@ TEST_CASE_FIXTURE(Case, "client: Ipc::wait with a timeout gives up in time, or s
     CHECK(stale.elapsed() >= 250);
     CHECK(stale.elapsed() < 2750);
 
-    Child server = spawn([config = config, name = name] {
-        sleep_ms(100);
-        ipc::Ipc mine(config);
-        auto s = mine.listen(name);
-        if (!s) return std::string("listen failed");
-        auto r = s->serve(0, CommandReducer{});
-        return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
-    });
+    Child server = spawn_late_server(config, name, 100);
     auto p = ipc.wait(name, ipc::Milliseconds(3000));
     REQUIRE(p.has_value());
     CHECK(ask(*p, "stop") == "reply closed");

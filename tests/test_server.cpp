@@ -39,15 +39,16 @@ std::string seed_client(const ipc::Config& config, const ipc::Name& name) {
     return m->content();
 }
 
+// The seed's own name.
+struct SeedCase : Case {
+    SeedCase() : Case(50, "server-name") {}
+};
+
 }  // namespace
 
 TEST_SUITE("server") {
 
-TEST_CASE("server: the seed scenario — 42 clients get pong, the 43rd message stops the server, serve returns 42") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("server-name");
+TEST_CASE_FIXTURE(SeedCase, "server: the seed scenario — 42 clients get pong, the 43rd message stops the server, serve returns 42") {
     Child server = spawn_server(config, name, 0, &seed_reducer);
 
     std::vector<Child> clients;
@@ -112,9 +113,7 @@ TEST_CASE("server: with flush_ack_before_reducer, our client's send returns whil
     };
     Child server = spawn_server(config, name, 0, reducer);
     ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, name);
 
     CHECK(outcome(p->send(ipc::Message::text("work"), ipc::Milliseconds(2000))) == "value");
     CHECK(outcome(p->wait(ipc::Milliseconds(100))) == "timed_out");  // the reducer is still working
@@ -155,9 +154,7 @@ TEST_CASE_FIXTURE(Case, "server: graceful shutdown with several connected client
     for (auto& p : clients) CHECK(outcome(p.wait(ipc::Milliseconds(3000))) == "closed");
     CHECK(waiting.get() == "closed");
     REQUIRE(server.wait_done(3000));
-    auto r = server.finish(false);
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 5);
+    server.finish_expecting(5, false);
     CHECK(server.drops.count(ipc::DropReason::closed) == 5);
     CHECK(server.drops.count(ipc::DropReason::shutdown) == 0);
     CHECK_FALSE(file_exists(ipc.path_of(name)));
@@ -170,16 +167,12 @@ TEST_CASE_FIXTURE(Case, "server: the listen timeout — no activity stops it; he
         REQUIRE(server.wait_done(3000));
         CHECK(sw.elapsed() >= 300);
         CHECK(sw.elapsed() < 3000);
-        auto r = server.finish(false);
-        REQUIRE(r.has_value());
-        CHECK(r.value() == 7);
+        server.finish_expecting(7, false);
         CHECK_FALSE(file_exists(ipc.path_of(name)));
     }
     SUBCASE("an idle connected client is closed") {
         ThreadServer<int> server(ipc, name, 0, CommandReducer{}, ipc::Milliseconds(300));
-        REQUIRE(wait_live(ipc, name));
-        auto p = ipc.get(name);
-        REQUIRE(p.has_value());
+        auto p = get_live(ipc, name);
         Stopwatch sw;
         CHECK(outcome(p->wait(ipc::Milliseconds(3000))) == "closed");
         CHECK(sw.elapsed() >= 250);
@@ -188,9 +181,7 @@ TEST_CASE_FIXTURE(Case, "server: the listen timeout — no activity stops it; he
     }
     SUBCASE("a message every 100 ms keeps it alive past its timeout") {
         ThreadServer<int> server(ipc, name, 0, CommandReducer{}, ipc::Milliseconds(300));
-        REQUIRE(wait_live(ipc, name));
-        auto p = ipc.get(name);
-        REQUIRE(p.has_value());
+        auto p = get_live(ipc, name);
         Stopwatch sw;
         for (int i = 0; i < 8; ++i) {
             CHECK(ping(*p) == "pong");
@@ -202,9 +193,7 @@ TEST_CASE_FIXTURE(Case, "server: the listen timeout — no activity stops it; he
         CHECK(outcome(p->wait(ipc::Milliseconds(3000))) == "closed");
         CHECK(idle.elapsed() < 2500);
         REQUIRE(server.wait_done(2000));
-        auto r = server.finish(false);
-        REQUIRE(r.has_value());
-        CHECK(r.value() == 8);
+        server.finish_expecting(8, false);
     }
 }
 
@@ -237,14 +226,7 @@ TEST_CASE("server: a stale socket file is replaced by listen and not reported by
     CHECK_FALSE(file_exists(path));
 }
 
-TEST_CASE("server: a second listen on a live name fails with name_in_use and the first keeps serving") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("taken");
-    Child first = spawn_server(config, name, 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, name));
+TEST_CASE_FIXTURE(ServedCase, "server: a second listen on a live name fails with name_in_use and the first keeps serving") {
     CHECK(ipc.exist(name));
     struct stat st_before {};
     REQUIRE(::lstat(ipc.path_of(name).c_str(), &st_before) == 0);
@@ -281,10 +263,10 @@ TEST_CASE("server: a second listen on a live name fails with name_in_use and the
     REQUIRE(p->send(ipc::Message::text("stop"), ipc::Milliseconds(2000)).has_value());
     CHECK(outcome(p->wait(ipc::Milliseconds(2000))) == "closed");
 #if IPC_HPP_HAVE_PROC_NET_UNIX
-    CHECK(first.result(5000) == "ok 2 drops=closed");
+    CHECK(server.result(5000) == "ok 2 drops=closed");
 #else
     // Liveness is probed by connecting: the first server saw listen()'s probes.
-    CHECK(starts_with(first.result(5000), "ok 2 drops="));
+    CHECK(starts_with(server.result(5000), "ok 2 drops="));
 #endif
 
     // A path that exists and is not a socket is never taken over.
@@ -327,9 +309,7 @@ TEST_CASE("server: a name too long for sun_path is path_too_long; the longest th
     CHECK_FALSE(ipc.exist(too_long));
 
     ThreadServer<int> server(ipc, fits, 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, fits));
-    auto p = ipc.get(fits);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, fits);
     CHECK(ping(*p) == "pong");
     REQUIRE(p->close().has_value());
     CHECK(server.finish().has_value());
@@ -373,9 +353,7 @@ TEST_CASE("server: a 4-argument reducer gets the client's pid, uid and gid (SO_P
     const ipc::Name name = name_of("srv");
     Child server = spawn_server(config, name, 0, CommandReducer{});
     ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, name);
     // Without SO_PEERCRED the server knows no credentials: 0, -1, -1.
     auto credentials = [](pid_t pid) {
 #if IPC_HPP_HAVE_SO_PEERCRED
@@ -420,9 +398,7 @@ TEST_CASE_FIXTURE(Case, "server: allow_uids refusing our uid closes the connecti
             for (const ipc::Peer& peer : server.drops.peers) CHECK(peer.uid == ::getuid());
         }
 #endif
-        auto r = server.finish();
-        REQUIRE(r.has_value());
-        CHECK(r.value() == 0);
+        server.finish_expecting(0);
     }
     {
         ThreadServer<int> server(ipc, name, 0, CommandReducer{}, ipc::Milliseconds::forever(),
@@ -539,9 +515,7 @@ TEST_CASE("server: large responses without a copy — the message itself twice, 
         return "ok " + std::to_string(r.value());
     });
     ipc::Ipc ipc(config);
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, name);
     std::string content(std::size_t{3} << 20, '\0');
     for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 7) ^ (i >> 11));
     const ipc::Message big = ipc::Message::make("application/octet-stream", content).value();
@@ -592,9 +566,7 @@ TEST_CASE_FIXTURE(Case, "server: a client process killed with SIGKILL is dropped
     REQUIRE(p.has_value());
     CHECK(ping(*p, "count") == "2");
     REQUIRE(p->close().has_value());
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 2);
+    server.finish_expecting(2);
 }
 
 TEST_CASE("server: on_drop takes a capturing lambda, kept in the Server (no heap), and a later one replaces it") {
@@ -659,6 +631,13 @@ int supervisor_socket(const std::string& path, int type = SOCK_STREAM, bool list
     return fd;
 }
 
+// supervisor_socket(path), REQUIREd to have worked.
+int listening_socket(const std::string& path) {
+    const int fd = supervisor_socket(path);
+    REQUIRE(fd >= 0);
+    return fd;
+}
+
 ino_t inode_of(const std::string& path) {
     struct stat st {};
     return ::lstat(path.c_str(), &st) == 0 ? st.st_ino : 0;
@@ -671,10 +650,7 @@ ino_t inode_of(const std::string& path) {
 template <class Body>
 Child spawn_activated(std::vector<int> fds, const char* names, Body body, long pid_offset = 0) {
     int p[2];
-    REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
-    std::fflush(nullptr);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
+    const pid_t pid = fork_with_pipe(p);
     if (pid == 0) {
         ::alarm(20);
         for (int sig : {SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP, SIGALRM}) ::signal(sig, SIG_DFL);
@@ -719,10 +695,8 @@ std::string serve_commands(ipc::Server& server) {
 
 TEST_CASE_FIXTURE(Case, "activation: listen() takes the fd LISTEN_FDNAMES names, serves it, and leaves it and its file to systemd") {
     const std::string path = ipc.path_of(name);
-    const int other = supervisor_socket(dir.file("other.sock"));
-    const int mine = supervisor_socket(path);
-    REQUIRE(other >= 0);
-    REQUIRE(mine >= 0);
+    const int other = listening_socket(dir.file("other.sock"));
+    const int mine = listening_socket(path);
     const ino_t inode = inode_of(path);
 
     Child server = spawn_activated({other, mine}, "other:srv", [&]() -> std::string {
@@ -754,10 +728,8 @@ TEST_CASE_FIXTURE(Case, "activation: listen() takes the fd LISTEN_FDNAMES names,
 
 TEST_CASE_FIXTURE(Case, "activation: without LISTEN_FDNAMES the fd bound at the server's path is taken") {
     const std::string path = ipc.path_of(name);
-    const int unrelated = supervisor_socket(dir.file("unrelated.sock"));
-    const int mine = supervisor_socket(path);
-    REQUIRE(unrelated >= 0);
-    REQUIRE(mine >= 0);
+    const int unrelated = listening_socket(dir.file("unrelated.sock"));
+    const int mine = listening_socket(path);
     Child server = spawn_activated({unrelated, mine}, nullptr, [&]() -> std::string {
         auto s = ipc::Ipc(config).listen("srv");
         if (!s) return std::string("listen ") + errc_name(s.error().code);
@@ -782,8 +754,7 @@ TEST_CASE("activation: the path is matched through a symlinked directory; a name
     REQUIRE(::symlink("real", dir.file("link").c_str()) == 0);
     const ipc::Config config = test_config(dir.file("link"));
     ipc::Ipc ipc(config);
-    const int via_link = supervisor_socket(dir.file("link/srv.sock"));
-    REQUIRE(via_link >= 0);
+    const int via_link = listening_socket(dir.file("link/srv.sock"));
     Child server = spawn_activated({via_link}, "unrelated", [&]() -> std::string {
         auto s = ipc::Ipc(config).listen("srv");
         if (!s) return std::string("listen ") + errc_name(s.error().code);
@@ -798,8 +769,7 @@ TEST_CASE("activation: the path is matched through a symlinked directory; a name
 
     // Named for the server, bound outside its directory: served, and
     // path() says where (clients of the directory would not find it).
-    const int elsewhere = supervisor_socket(dir.file("elsewhere.sock"));
-    REQUIRE(elsewhere >= 0);
+    const int elsewhere = listening_socket(dir.file("elsewhere.sock"));
     Child named = spawn_activated({elsewhere}, "srv", [&]() -> std::string {
         auto s = ipc::Ipc(config).listen("srv");
         if (!s) return std::string("listen ") + errc_name(s.error().code);
@@ -812,8 +782,7 @@ TEST_CASE("activation: the path is matched through a symlinked directory; a name
 
 TEST_CASE_FIXTURE(Case, "activation: fds meant for another process, or a named fd that is not a listener, are refused, never bound over") {
     const std::string path = ipc.path_of(name);
-    const int mine = supervisor_socket(path);
-    REQUIRE(mine >= 0);
+    const int mine = listening_socket(path);
     const ino_t inode = inode_of(path);
     auto listen_result = [&]() -> std::string {
         auto s = ipc::Ipc(config).listen("srv");
@@ -844,8 +813,7 @@ TEST_CASE_FIXTURE(Case, "activation: fds meant for another process, or a named f
 
 TEST_CASE_FIXTURE(Case, "activation: Server::from_fd serves another supervisor's socket; the fd stays the caller's") {
     const std::string path = ipc.path_of(name_of("handed"));
-    const int fd = supervisor_socket(path);
-    REQUIRE(fd >= 0);
+    const int fd = listening_socket(path);
     Child server = spawn([&]() -> std::string {
         auto s = ipc::Server::from_fd(fd, {}, ipc::Milliseconds::forever(), config);
         if (!s) return std::string("from_fd ") + errc_name(s.error().code);
@@ -897,8 +865,7 @@ TEST_CASE("activation: Server::from_fd refuses what it cannot serve, with the re
     CHECK(from(quiet) == "socket");
     CHECK(from(dgram) == "socket");
     // No name given and none in the path, or an invalid one given.
-    const int odd = supervisor_socket(dir.file("not.a.name"));
-    REQUIRE(odd >= 0);
+    const int odd = listening_socket(dir.file("not.a.name"));
     CHECK(from(odd) == "invalid_name");
     CHECK(from(odd, "bad name") == "invalid_name");
     CHECK(from(odd, "good") == "ok good");

@@ -23,6 +23,28 @@ struct Fixture {
     std::string path = ipc.path_of(name);
 };
 
+// A raw connection to path with the handshake done.
+RawConn connect_ready(const std::string& path) {
+    RawConn c = RawConn::connect(path);
+    REQUIRE(c.valid());
+    REQUIRE(c.handshake());
+    return c;
+}
+
+// A case against a CommandReducer server from 0 on a thread of this
+// process, live before the case starts (TEST_CASE_FIXTURE(RawServed, "...")).
+// (A fixture's members are the body's: none may be called f, doctest's
+// name for the body.)
+struct RawServed {
+    Watchdog wd;
+    TempDir dir;
+    ipc::Ipc ipc{test_config(dir.path())};
+    ipc::Name name = name_of("srv");
+    std::string path = ipc.path_of(name);
+    ThreadServer<int> server{ipc, name, 0, CommandReducer{}};
+    RawServed() { REQUIRE(wait_live(ipc, name)); }
+};
+
 }  // namespace
 
 // ===========================================================================
@@ -55,18 +77,11 @@ TEST_CASE("raw client vs server: handshake is byte exact and start ok makes the 
     CHECK(to_hex(pong.raw) == to_hex(text_frame("pong")));
 
     c.close();
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 1);
+    server.finish_expecting(1);
 }
 
-TEST_CASE("raw client vs server: frames before start ok are ignored") {
-    Watchdog wd;
-    Fixture f;
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
-    REQUIRE(wait_live(f.ipc, f.name));
-
-    RawConn c = RawConn::connect(f.path);
+TEST_CASE_FIXTURE(RawServed, "raw client vs server: frames before start ok are ignored") {
+    RawConn c = RawConn::connect(path);
     REQUIRE(c.valid());
     Frame start;
     REQUIRE(c.read_frame(start, 2000));
@@ -85,9 +100,7 @@ TEST_CASE("raw client vs server: frames before start ok are ignored") {
     CHECK(to_hex(count.raw) == to_hex(text_frame("1")));  // the reducer saw only this message
 
     c.close();
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 1);
+    server.finish_expecting(1);
 }
 
 TEST_CASE("raw client vs server: with flush_ack_before_reducer, the ack is on the wire before the reducer runs") {
@@ -107,9 +120,7 @@ TEST_CASE("raw client vs server: with flush_ack_before_reducer, the ack is on th
     ThreadServer<int> server(f.ipc, f.name, 0, reducer);
     REQUIRE(wait_live(f.ipc, f.name));
 
-    RawConn c = RawConn::connect(f.path);
-    REQUIRE(c.valid());
-    REQUIRE(c.handshake());
+    RawConn c = connect_ready(f.path);
     REQUIRE(c.send_text("hello"));
 
     Frame ack;
@@ -126,20 +137,11 @@ TEST_CASE("raw client vs server: with flush_ack_before_reducer, the ack is on th
     CHECK(passed.load());
 
     c.close();
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 1);
+    server.finish_expecting(1);
 }
 
-TEST_CASE("raw client vs server: respond, continue and close continuations") {
-    Watchdog wd;
-    Fixture f;
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
-    REQUIRE(wait_live(f.ipc, f.name));
-
-    RawConn c = RawConn::connect(f.path);
-    REQUIRE(c.valid());
-    REQUIRE(c.handshake());
+TEST_CASE_FIXTURE(RawServed, "raw client vs server: respond, continue and close continuations") {
+    RawConn c = connect_ready(path);
     Frame fr;
 
     // respond: the ack then the response, the media type kept as is.
@@ -179,7 +181,7 @@ TEST_CASE("raw client vs server: respond, continue and close continuations") {
     CHECK(to_hex(before) == "");
 
     // The reducer saw the json, ping, continue and close: 4, then count is 5.
-    RawConn d = RawConn::connect(f.path);
+    RawConn d = RawConn::connect(path);
     REQUIRE(d.handshake());
     REQUIRE(d.send_text("count"));
     REQUIRE(d.read_frame_skipping_heartbeats(fr, 2000));
@@ -188,19 +190,12 @@ TEST_CASE("raw client vs server: respond, continue and close continuations") {
     CHECK(to_hex(fr.raw) == to_hex(text_frame("5")));
 
     d.close();
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 5);
+    server.finish_expecting(5);
     CHECK(server.drops.count(ipc::DropReason::closed) >= 1);
 }
 
-TEST_CASE("raw client vs server: stop closes every client, waits for each close ok, then removes the file") {
-    Watchdog wd;
-    Fixture f;
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
-    REQUIRE(wait_live(f.ipc, f.name));
-
-    RawConn a = RawConn::connect(f.path), b = RawConn::connect(f.path), late = RawConn::connect(f.path);
+TEST_CASE_FIXTURE(RawServed, "raw client vs server: stop closes every client, waits for each close ok, then removes the file") {
+    RawConn a = RawConn::connect(path), b = RawConn::connect(path), late = RawConn::connect(path);
     REQUIRE(a.handshake());
     REQUIRE(b.handshake());
     Frame fr;
@@ -223,7 +218,7 @@ TEST_CASE("raw client vs server: stop closes every client, waits for each close 
     REQUIRE(late.send(close_ok_frame()));
     CHECK(late.wait_eof(2000));
     CHECK_FALSE(server.wait_done(150));
-    CHECK(file_exists(f.path));
+    CHECK(file_exists(path));
 
     // A message from b now is neither acknowledged nor reduced.
     REQUIRE(b.send(text_frame("count")));
@@ -231,20 +226,13 @@ TEST_CASE("raw client vs server: stop closes every client, waits for each close 
     REQUIRE(b.send(close_ok_frame()));
     CHECK(b.wait_eof(2000));
     REQUIRE(server.wait_done(2000));
-    auto r = server.finish(false);
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 1);
-    CHECK_FALSE(file_exists(f.path));
+    server.finish_expecting(1, false);
+    CHECK_FALSE(file_exists(path));
     CHECK(server.drops.count(ipc::DropReason::closed) == 3);
 }
 
-TEST_CASE("raw client vs server: heartbeats to an idle client, never an answer to the client's") {
-    Watchdog wd;
-    Fixture f;
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
-    REQUIRE(wait_live(f.ipc, f.name));
-
-    RawConn c = RawConn::connect(f.path);
+TEST_CASE_FIXTURE(RawServed, "raw client vs server: heartbeats to an idle client, never an answer to the client's") {
+    RawConn c = RawConn::connect(path);
     REQUIRE(c.handshake());
     // Period 50 ms: an idle client gets one about every period.
     auto frames = c.frames_within(400);
@@ -263,19 +251,12 @@ TEST_CASE("raw client vs server: heartbeats to an idle client, never an answer t
     CHECK(to_hex(fr.raw) == to_hex(text_frame("1")));
 
     c.close();
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 1);
+    server.finish_expecting(1);
 }
 
-TEST_CASE("raw client vs server: client close gets close ok, then end of file") {
-    Watchdog wd;
-    Fixture f;
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
-    REQUIRE(wait_live(f.ipc, f.name));
-
+TEST_CASE_FIXTURE(RawServed, "raw client vs server: client close gets close ok, then end of file") {
     SUBCASE("close alone") {
-        RawConn c = RawConn::connect(f.path);
+        RawConn c = RawConn::connect(path);
         REQUIRE(c.handshake());
         REQUIRE(c.send(close_frame()));
         Frame fr;
@@ -285,20 +266,16 @@ TEST_CASE("raw client vs server: client close gets close ok, then end of file") 
         CHECK(c.wait_eof(2000, &before));
         CHECK(to_hex(before) == "");
         REQUIRE(eventually([&] { return server.drops.count(ipc::DropReason::closed) == 1; }, 2000));
-        auto r = server.finish();
-        REQUIRE(r.has_value());
-        CHECK(r.value() == 0);
+        server.finish_expecting(0);
     }
     SUBCASE("a message and close in one write") {
-        RawConn c = RawConn::connect(f.path);
+        RawConn c = RawConn::connect(path);
         REQUIRE(c.handshake());
         REQUIRE(c.send(text_frame("ping") + close_frame()));
         std::string before;
         CHECK(c.wait_eof(2000, &before));
         CHECK(to_hex(before) == to_hex(ack_frame() + text_frame("pong") + close_ok_frame()));
-        auto r = server.finish();
-        REQUIRE(r.has_value());
-        CHECK(r.value() == 1);
+        server.finish_expecting(1);
     }
 }
 
@@ -319,9 +296,7 @@ TEST_CASE("raw client vs server: the server timeout closes an idle client") {
     REQUIRE(c.send(close_ok_frame()));
     CHECK(c.wait_eof(2000));
     REQUIRE(server.wait_done(2000));
-    auto r = server.finish(false);
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 0);
+    server.finish_expecting(0, false);
     CHECK_FALSE(file_exists(f.path));
 }
 
@@ -397,18 +372,11 @@ TEST_CASE("raw client vs server: a malformed frame or garbage drops only that cl
         count_is_next();  // the good client is served, the count goes on
     }
     REQUIRE(good->close().has_value());
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == expected);
+    server.finish_expecting(expected);
 }
 
-TEST_CASE("raw client vs server: frames one byte at a time, and a stalled half frame delays no one") {
-    Watchdog wd;
-    Fixture f;
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
-    REQUIRE(wait_live(f.ipc, f.name));
-
-    RawConn slow = RawConn::connect(f.path);
+TEST_CASE_FIXTURE(RawServed, "raw client vs server: frames one byte at a time, and a stalled half frame delays no one") {
+    RawConn slow = RawConn::connect(path);
     Frame fr;
     REQUIRE(slow.read_frame(fr, 2000));
     REQUIRE(fr.is(start_frame()));
@@ -421,7 +389,7 @@ TEST_CASE("raw client vs server: frames one byte at a time, and a stalled half f
     // Half a frame, then silence: another client is served at once.
     const std::string echo = frame("application/octet-stream", std::string("\x00\xce\x01 binary", 9));
     REQUIRE(slow.send(echo.substr(0, 1)));  // not even the whole length field
-    auto other = f.ipc.get(f.name);
+    auto other = ipc.get(name);
     REQUIRE(other.has_value());
     Stopwatch sw;
     REQUIRE(other->send(ipc::Message::text("ping"), ipc::Milliseconds(2000)).has_value());
@@ -440,17 +408,11 @@ TEST_CASE("raw client vs server: frames one byte at a time, and a stalled half f
 
     REQUIRE(other->close().has_value());
     slow.close();
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 4);
+    server.finish_expecting(4);
 }
 
-TEST_CASE("raw client vs server: messages sent back to back without waiting for acks are answered in order") {
-    Watchdog wd;
-    Fixture f;
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
-    REQUIRE(wait_live(f.ipc, f.name));
-    RawConn c = RawConn::connect(f.path);
+TEST_CASE_FIXTURE(RawServed, "raw client vs server: messages sent back to back without waiting for acks are answered in order") {
+    RawConn c = RawConn::connect(path);
     REQUIRE(c.handshake());
     REQUIRE(c.send(text_frame("ping") + text_frame("count") + text_frame("continue") + text_frame("ping")));
     const std::string expected[] = {ack_frame(), text_frame("pong"), ack_frame(), text_frame("2"),
@@ -461,21 +423,15 @@ TEST_CASE("raw client vs server: messages sent back to back without waiting for 
         CHECK(to_hex(fr.raw) == to_hex(e));
     }
     c.close();
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 4);
+    server.finish_expecting(4);
 }
 
-TEST_CASE("raw client vs server: a 16 MiB message round-trips") {
-    Watchdog wd;
-    Fixture f;
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
-    REQUIRE(wait_live(f.ipc, f.name));
+TEST_CASE_FIXTURE(RawServed, "raw client vs server: a 16 MiB message round-trips") {
     std::string content(16u << 20, '\0');
     for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 131) >> 7);
     const std::string big = frame("application/octet-stream", content);
 
-    RawConn c = RawConn::connect(f.path);
+    RawConn c = RawConn::connect(path);
     REQUIRE(c.handshake());
     std::future<bool> sent = std::async(std::launch::async, [&] { return c.send(big, 10000); });
     Frame fr;
@@ -487,9 +443,7 @@ TEST_CASE("raw client vs server: a 16 MiB message round-trips") {
     CHECK(fr.content.size() == content.size());
     CHECK(fr.raw == big);
     c.close();
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 1);
+    server.finish_expecting(1);
 }
 
 TEST_CASE("raw client vs server: by default the ack leaves in the same send() as the response") {
@@ -504,9 +458,7 @@ TEST_CASE("raw client vs server: by default the ack leaves in the same send() as
     };
     ThreadServer<int> server(f.ipc, f.name, 0, reducer);
     REQUIRE(wait_live(f.ipc, f.name));
-    RawConn c = RawConn::connect(f.path);
-    REQUIRE(c.valid());
-    REQUIRE(c.handshake());
+    RawConn c = connect_ready(f.path);
     REQUIRE(c.send_text("hello"));
     struct pollfd pfd {};
     pfd.fd = c.fd();

@@ -25,11 +25,7 @@ const int stop_signals[6] = {SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP, SIGALRM}
 
 TEST_SUITE("server-pieces") {
 
-TEST_CASE("server: stop handle from a signal handler, with clients in other processes") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "server: stop handle from a signal handler, with clients in other processes") {
     Child server = spawn_server(config, name, 0, CommandReducer{}, ipc::Milliseconds::forever(), [](ipc::Server& s) {
         g_stop = s.stop_handle();
         struct sigaction sa {};
@@ -37,7 +33,6 @@ TEST_CASE("server: stop handle from a signal handler, with clients in other proc
         sigemptyset(&sa.sa_mask);
         ::sigaction(SIGUSR1, &sa, nullptr);
     });
-    ipc::Ipc ipc(config);
     REQUIRE(wait_live(ipc, name));
 
     // Three client processes: each pings, says it is ready, then waits.
@@ -45,7 +40,7 @@ TEST_CASE("server: stop handle from a signal handler, with clients in other proc
     const int ready_fd = ready.write_end();
     std::vector<Child> clients;
     for (int i = 0; i < 3; ++i) {
-        clients.push_back(spawn([config, name, ready_fd] {
+        clients.push_back(spawn([config = config, name = name, ready_fd] {
             ipc::Ipc mine(config);
             auto p = mine.get(name);
             if (!p) return std::string("get ") + errc_name(p.error().code);
@@ -120,9 +115,7 @@ TEST_CASE("server: handle_signals — each of the reference's six signals stops 
             if (!r) return std::string("serve ") + errc_name(r.error().code);
             return "ok " + std::to_string(r.value()) + " before=" + before + " after=" + installed();
         });
-        REQUIRE(wait_live(ipc, name));
-        auto p = ipc.get(name);
-        REQUIRE(p.has_value());
+        auto p = get_live(ipc, name);
         CHECK(ping(*p, "probe") == "111111");  // all six handled while serving
         server.signal(sig);
         CHECK(outcome(p->wait(ipc::Milliseconds(3000))) == "closed");
@@ -138,9 +131,7 @@ TEST_CASE_FIXTURE(Case, "server: without handle_signals no disposition changes, 
         for (int i = 0; i < 6; ++i) ::sigaction(stop_signals[i], nullptr, &before[i]);
         {
             ThreadServer<int> server(ipc, name, 0, CommandReducer{});
-            REQUIRE(wait_live(ipc, name));
-            auto p = ipc.get(name);
-            REQUIRE(p.has_value());
+            auto p = get_live(ipc, name);
             CHECK(ping(*p) == "pong");
             for (int i = 0; i < 6; ++i) ::sigaction(stop_signals[i], nullptr, &during[i]);
             REQUIRE(p->close().has_value());
@@ -156,9 +147,7 @@ TEST_CASE_FIXTURE(Case, "server: without handle_signals no disposition changes, 
     }
     SUBCASE("in a forked server: SIGTERM kills it; the file it leaves is no process and is replaced") {
         Child server = spawn_server(config, name, 0, CommandReducer{});
-        REQUIRE(wait_live(ipc, name));
-        auto p = ipc.get(name);
-        REQUIRE(p.has_value());
+        auto p = get_live(ipc, name);
         CHECK(ping(*p) == "pong");
         server.signal(SIGTERM);
         CHECK(outcome(p->wait(ipc::Milliseconds(3000))) == "closed_by_peer");
@@ -174,14 +163,10 @@ TEST_CASE_FIXTURE(Case, "server: without handle_signals no disposition changes, 
         CHECK(outcome(ipc.get(name)) == "connection_refused");
 
         ThreadServer<int> successor(ipc, name, 0, CommandReducer{});
-        REQUIRE(wait_live(ipc, name));
-        auto q = ipc.get(name);
-        REQUIRE(q.has_value());
+        auto q = get_live(ipc, name);
         CHECK(ping(*q, "count") == "1");
         REQUIRE(q->close().has_value());
-        auto r = successor.finish();
-        REQUIRE(r.has_value());
-        CHECK(r.value() == 1);
+        successor.finish_expecting(1);
         CHECK_FALSE(file_exists(ipc.path_of(name)));
     }
 }

@@ -374,15 +374,10 @@ bool send_all(int fd, std::string_view bytes, int* err, std::int64_t timeout_ms 
             *err = errno;
             return false;
         }
-        const std::int64_t left = end - now_ms();
-        if (left <= 0) {
+        if (poll_until(fd, POLLOUT, end) == past_deadline) {
             *err = 0;
             return false;
         }
-        struct pollfd p {};
-        p.fd = fd;
-        p.events = POLLOUT;
-        (void)::poll(&p, 1, static_cast<int>(left));
     }
     return true;
 }
@@ -612,17 +607,12 @@ std::string vanish_cycle(const ipc::Config& config, const ipc::Name& name, int p
     const std::int64_t end = now_ms() + 15000;
     std::string problem;
     for (;;) {
-        const std::int64_t left = end - now_ms();
-        if (left <= 0) {
+        const int r = poll_until(rep[0], POLLIN, end);
+        if (r == past_deadline) {
             problem = "child hung";
             ::kill(pid, SIGKILL);
             break;
         }
-        struct pollfd p {};
-        p.fd = rep[0];
-        p.events = POLLIN;
-        const int r = ::poll(&p, 1, static_cast<int>(left));
-        if (r < 0 && errno == EINTR) continue;
         if (r <= 0) continue;
         char buf[16];
         const ssize_t n = ::read(rep[0], buf, sizeof buf);
@@ -748,9 +738,7 @@ TEST_CASE_FIXTURE(TortureCase, "torture 1: a peer that sends 16 MiB echoes and n
         },
         60);
     ipc = ipc::Ipc(config);
-    REQUIRE(wait_live(ipc, name));
-    auto ctl = ipc.get(name);
-    REQUIRE(ctl.has_value());
+    auto ctl = get_live(ipc, name);
     REQUIRE(echo(*ctl, generate(std::size_t{16} << 20, 1)).empty());  // the allocator's first large blocks
     sleep_ms(200);
     REQUIRE(reset_peak(server.pid()));

@@ -16,25 +16,17 @@ TEST_SUITE("regression") {
 
 TEST_CASE_FIXTURE(Case, "regression: close() sends what was posted first, each after the previous ack") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, name);
     REQUIRE(p->post(ipc::Message::text("a")).has_value());
     REQUIRE(p->post(ipc::Message::text("b")).has_value());
     REQUIRE(p->post(ipc::Message::text("c")).has_value());
     CHECK(p->close(ipc::Milliseconds(3000)).has_value());
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 3);
+    server.finish_expecting(3);
 }
 
-TEST_CASE("regression: step() answering the server's close does not block on a full socket") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "regression: step() answering the server's close does not block on a full socket") {
     config.close_timeout = ipc::Milliseconds(3000);
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+    reconfigure();
     int ready[2];
     REQUIRE(::pipe2(ready, O_CLOEXEC) == 0);
     // A server that never reads: handshake, then (once told) `connection close`.
@@ -97,14 +89,10 @@ TEST_CASE_FIXTURE(Case, "regression: once a connection's conversation is over, t
     REQUIRE(server.finish().has_value());
 }
 
-TEST_CASE("regression: a peer that takes nothing of what is queued for it is dropped after Config::stall_timeout") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "regression: a peer that takes nothing of what is queued for it is dropped after Config::stall_timeout") {
     config.stall_timeout = ipc::Milliseconds(300);
     config.max_queued_bytes = std::size_t{256} << 20;  // far from the bound: the stall timer ends it
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+    reconfigure();
     auto big = [](const ipc::Message&, ipc::Continuation<int> k, int n) {
         return k.respond(n + 1, ipc::Message(ipc::MediaType::octet_stream(), std::string(std::size_t{4} << 20, 'x')));
     };

@@ -45,13 +45,9 @@ Child flooding_server(const std::string& path, std::size_t size, std::size_t tot
 
 TEST_SUITE("regression") {
 
-TEST_CASE("regression: a server that floods messages before the ack fails the send with inbox_full, memory bounded") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "regression: a server that floods messages before the ack fails the send with inbox_full, memory bounded") {
     config.max_inbox_bytes = std::size_t{4} << 20;
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("flood");
+    reconfigure();
     const std::size_t total = std::size_t{256} << 20;  // 0.1 kept all of it
     Child server = flooding_server(ipc.path_of(name), 64 * 1024, total);
     REQUIRE(eventually([&] { return listening(ipc.path_of(name)); }));
@@ -70,13 +66,9 @@ TEST_CASE("regression: a server that floods messages before the ack fails the se
     server.reap();
 }
 
-TEST_CASE("regression: the inbox is bounded in messages too") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "regression: the inbox is bounded in messages too") {
     config.max_inbox_messages = 10;
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("flood");
+    reconfigure();
     Child server = flooding_server(ipc.path_of(name), 16, 1000 * 30);
     REQUIRE(eventually([&] { return listening(ipc.path_of(name)); }));
     auto p = ipc.get(name);

@@ -14,10 +14,7 @@ namespace {
 template <class Body>
 std::string outcome_of_misuse(Body body) {
     int err[2];
-    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-    std::fflush(nullptr);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
+    const pid_t pid = fork_with_pipe(err);
     if (pid == 0) {
         ::dup2(err[1], STDERR_FILENO);
         ::signal(SIGABRT, SIG_DFL);

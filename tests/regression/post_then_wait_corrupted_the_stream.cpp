@@ -19,9 +19,7 @@ TEST_CASE("regression: post() of 1 MiB then wait() gets the exact echo; no heart
     const ipc::Name name = name_of("srv");
     auto echo = [](const ipc::Message& m, ipc::Continuation<int> k, int n) { return k.respond(n + 1, m); };
     ThreadServer<int> server(ipc, name, 0, echo);
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, name);
 
     std::string big(std::size_t{1} << 20, '\0');
     for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 131u + (i >> 9)) & 0xFF);
@@ -51,9 +49,7 @@ TEST_CASE("regression: post() of 1 MiB then wait() gets the exact echo; no heart
     CHECK(p->unacknowledged() == 0);
 
     REQUIRE(p->close().has_value());
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 3);           // exactly three messages reached the reducer
+    server.finish_expecting(3);           // exactly three messages reached the reducer
     CHECK(server.drops.text() == "closed");  // and nobody was dropped for a bad frame
 }
 

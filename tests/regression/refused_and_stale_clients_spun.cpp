@@ -59,13 +59,9 @@ TEST_CASE("regression: wait() on a stale socket file sleeps instead of connectin
     late.reap();
 }
 
-TEST_CASE("regression: past Config::max_connections a connection is told and closed; the others are served") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "regression: past Config::max_connections a connection is told and closed; the others are served") {
     config.max_connections = 2;
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+    reconfigure();
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     auto a = ipc.get(name);

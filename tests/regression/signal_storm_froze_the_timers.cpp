@@ -81,13 +81,9 @@ TEST_CASE("regression: under 200 signals a second, a 1 s idle timeout ends withi
     server.reap();
 }
 
-TEST_CASE("regression: a heartbeat period of 2^32 ms or more does not make the server spin") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "regression: a heartbeat period of 2^32 ms or more does not make the server spin") {
     config.heartbeat = ipc::Milliseconds(std::int64_t{1} << 32);
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+    reconfigure();
     // No idle timeout (it would bound the poll): stopped by SIGTERM after 600 ms.
     Child server = spawn([&]() -> std::string {
         auto s = ipc.listen(name);
@@ -100,9 +96,7 @@ TEST_CASE("regression: a heartbeat period of 2^32 ms or more does not make the s
                             ru.ru_stime.tv_usec / 1000;
         return (r ? "ok " : "error ") + std::to_string(cpu_ms);
     });
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, name);
     sleep_ms(600);
     server.signal(SIGTERM);
     const std::string result = server.result(5000);
@@ -140,9 +134,7 @@ TEST_CASE("regression: huge and negative durations everywhere: no overflow, huge
     CHECK(again->content() == "pong");
     CHECK(outcome(p->wait(ipc::Milliseconds(0))) == "timed_out");
     REQUIRE(p->close(huge).has_value());
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 2);
+    server.finish_expecting(2);
     CHECK(ipc::detail::Deadline::after(huge).poll_timeout() == 0x7FFFFFFF);
     CHECK(ipc::detail::Deadline::after(ipc::Milliseconds(-1)).poll_timeout() == -1);
 }

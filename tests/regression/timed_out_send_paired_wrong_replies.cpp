@@ -28,9 +28,7 @@ TEST_CASE("regression: after a timed-out send(), replies are never paired with t
     ipc::Ipc ipc(test_config(dir.path()));  // the ack leaves with the response, after the reducer
     const ipc::Name name = name_of("srv");
     ThreadServer<int> server(ipc, name, 0, SlowEcho{});
-    REQUIRE(wait_live(ipc, name));
-    auto p = ipc.get(name);
-    REQUIRE(p.has_value());
+    auto p = get_live(ipc, name);
 
     auto first = p->send(ipc::Message::text("slow m1"), ipc::Milliseconds(100));
     REQUIRE_FALSE(first.has_value());
@@ -58,9 +56,7 @@ TEST_CASE("regression: after a timed-out send(), replies are never paired with t
     CHECK(r4->content() == "re:m4");
     REQUIRE(q->close().has_value());
 
-    auto r = server.finish();
-    REQUIRE(r.has_value());
-    CHECK(r.value() == 2);  // slow m1 and m4: m2 and m3 never left the client
+    server.finish_expecting(2);  // slow m1 and m4: m2 and m3 never left the client
 }
 
 }  // TEST_SUITE

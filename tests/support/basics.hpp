@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,19 @@ inline void sleep_ms(long ms) {
     ts.tv_nsec = (ms % 1000) * 1000000L;
     while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+// One poll() of fd for events, for what is left until end_ms (the now_ms()
+// clock): poll()'s result (-1 with errno, EINTR included), or past_deadline
+// once end_ms has passed. The caller decides what to look at and loops.
+constexpr int past_deadline = -2;
+inline int poll_until(int fd, short events, std::int64_t end_ms) {
+    const std::int64_t left = end_ms - now_ms();
+    if (left <= 0) return past_deadline;
+    struct pollfd p {};
+    p.fd = fd;
+    p.events = events;
+    return ::poll(&p, 1, static_cast<int>(left));
 }
 
 class Stopwatch {

@@ -4,6 +4,8 @@
 
 #include "ipc.hpp"
 
+#include <doctest/doctest.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -81,6 +83,13 @@ inline std::uint64_t test_seed() {
         return std::strtoull(s, nullptr, 0);
     }
     return 0x1bc0ffee2026ull;
+}
+
+// A generator seeded with test_seed(); the seed is printed for a replay.
+inline std::mt19937_64 seeded_rng() {
+    const std::uint64_t seed = test_seed();
+    MESSAGE("seed ", seed, " (replay: IPC_HPP_TEST_SEED=", seed, ")");
+    return std::mt19937_64(seed);
 }
 
 // A uniformly drawn integer in [lo, hi].

@@ -66,16 +66,11 @@ public:
         std::string out;
         bool timed_out = false;
         while (out_ >= 0) {
-            std::int64_t left = end - now_ms();
-            if (left <= 0) {
+            const int r = poll_until(out_, POLLIN, end);
+            if (r == past_deadline) {
                 timed_out = true;
                 break;
             }
-            struct pollfd p {};
-            p.fd = out_;
-            p.events = POLLIN;
-            int r = ::poll(&p, 1, static_cast<int>(left));
-            if (r < 0 && errno == EINTR) continue;
             if (r <= 0) continue;
             char buf[4096];
             ssize_t n = ::read(out_, buf, sizeof buf);
@@ -141,16 +136,23 @@ private:
     int status_ = -1;
 };
 
+// Makes a close-on-exec pipe in p, flushes stdio and forks (both REQUIREd):
+// the child's pid, 0 in the child. What the child does is the caller's.
+inline pid_t fork_with_pipe(int p[2]) {
+    REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    return pid;
+}
+
 // Forks; the child runs body() (returning a std::string), writes the result
-// to the pipe and _exit(exit_code)s. alarm(alarm_s) bounds the child. Make no
+// to the pipe and _exit(0)s. alarm(alarm_s) bounds the child. Make no
 // doctest assertion inside body.
 template <class Body>
 Child spawn(Body body, unsigned alarm_s = 20) {
     int p[2];
-    REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
-    std::fflush(nullptr);
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
+    const pid_t pid = fork_with_pipe(p);
     if (pid == 0) {
         ::close(p[0]);
         // The test runner's crash handlers are no business of the child.
@@ -170,7 +172,6 @@ Child spawn(Body body, unsigned alarm_s = 20) {
     ::close(p[1]);
     return Child(pid, p[0]);
 }
-
 
 // A pipe between the test and its children or threads: one byte says "now"
 // (a child's "I am there", a gate the test opens). Pipe{O_CLOEXEC |
@@ -198,13 +199,8 @@ public:
     bool wait_mark(std::int64_t timeout_ms) const {
         const std::int64_t end = now_ms() + timeout_ms;
         for (;;) {
-            const std::int64_t left = end - now_ms();
-            if (left <= 0) return false;
-            struct pollfd p {};
-            p.fd = fds_[0];
-            p.events = POLLIN;
-            const int r = ::poll(&p, 1, static_cast<int>(left));
-            if (r < 0 && errno == EINTR) continue;
+            const int r = poll_until(fds_[0], POLLIN, end);
+            if (r == past_deadline) return false;
             if (r <= 0) continue;
             char b;
             const ssize_t n = ::read(fds_[0], &b, 1);
@@ -231,12 +227,7 @@ public:
     bool wait_for(int n, std::int64_t timeout_ms) {
         const std::int64_t end = now_ms() + timeout_ms;
         while (count() < n) {
-            const std::int64_t left = end - now_ms();
-            if (left <= 0) return false;
-            struct pollfd p {};
-            p.fd = fds_[0];
-            p.events = POLLIN;
-            (void)::poll(&p, 1, static_cast<int>(left));
+            if (poll_until(fds_[0], POLLIN, end) == past_deadline) return false;
         }
         return true;
     }
@@ -246,21 +237,18 @@ private:
     int total_ = 0;
 };
 
-inline // Reads n bytes from fd within timeout_ms.
-bool read_n(int fd, std::size_t n, std::int64_t timeout_ms) {
+// Reads n bytes from fd within timeout_ms.
+inline bool read_n(int fd, std::size_t n, std::int64_t timeout_ms) {
     const std::int64_t end = now_ms() + timeout_ms;
     std::size_t got = 0;
     while (got < n) {
-        std::int64_t left = end - now_ms();
-        if (left <= 0) return false;
-        struct pollfd p {};
-        p.fd = fd;
-        p.events = POLLIN;
-        if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+        const int r = poll_until(fd, POLLIN, end);
+        if (r == past_deadline) return false;
+        if (r <= 0) continue;
         char buf[64];
-        ssize_t r = ::read(fd, buf, n - got < sizeof buf ? n - got : sizeof buf);
-        if (r <= 0) return false;
-        got += static_cast<std::size_t>(r);
+        const ssize_t k = ::read(fd, buf, n - got < sizeof buf ? n - got : sizeof buf);
+        if (k <= 0) return false;
+        got += static_cast<std::size_t>(k);
     }
     return true;
 }

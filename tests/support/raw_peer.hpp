@@ -296,12 +296,7 @@ public:
             if (c >= 0) return RawConn(c);
             if (errno == EINTR) continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) return RawConn();
-            std::int64_t left = end - now_ms();
-            if (left <= 0) return RawConn();
-            struct pollfd p {};
-            p.fd = fd_;
-            p.events = POLLIN;
-            (void)::poll(&p, 1, static_cast<int>(left));
+            if (poll_until(fd_, POLLIN, end) == past_deadline) return RawConn();
         }
     }
 

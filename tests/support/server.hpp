@@ -127,6 +127,20 @@ Child spawn_server(const ipc::Config& config, const ipc::Name& name, Carry carry
         alarm_s);
 }
 
+// Forks a server that starts after its clients: it waits delay_ms, then
+// serves a CommandReducer from 0 on name. Its result is "ok <carry>",
+// "listen failed" or "serve failed".
+inline Child spawn_late_server(const ipc::Config& config, const ipc::Name& name, long delay_ms) {
+    return spawn([config, name, delay_ms] {
+        sleep_ms(delay_ms);
+        ipc::Ipc mine(config);
+        auto s = mine.listen(name);
+        if (!s) return std::string("listen failed");
+        auto r = s->serve(0, CommandReducer{});
+        return r ? "ok " + std::to_string(r.value()) : std::string("serve failed");
+    });
+}
+
 // Whether the kernel lists a listening AF_UNIX socket bound to path
 // (/proc/net/unix; flag __SO_ACCEPTCON): a raw or reference-like server.
 // Never connects: a connect-and-drop probe would show up as a dropped
@@ -173,6 +187,14 @@ inline bool wait_live(const ipc::Ipc& ipc, const ipc::Name& name, std::int64_t t
     return eventually([&] { return listening(path) || ipc.exist(name); }, timeout_ms);
 }
 
+// Until name is live, then a Process on it (both REQUIREd).
+inline ipc::Result<ipc::Process> get_live(const ipc::Ipc& ipc, const ipc::Name& name) {
+    REQUIRE(wait_live(ipc, name));
+    auto p = ipc.get(name);
+    REQUIRE(p.has_value());
+    return p;
+}
+
 // ---------------------------------------------------------------------------
 // A server on a thread of the test process
 // ---------------------------------------------------------------------------
@@ -210,6 +232,12 @@ public:
         if (thread_.joinable()) thread_.join();
         return result_;
     }
+    // finish(stop), and checks that serve() returned the carry expected.
+    void finish_expecting(const Carry& expected, bool stop = true) {
+        auto r = finish(stop);
+        REQUIRE(r.has_value());
+        CHECK(r.value() == expected);
+    }
 
     DropLog drops;
 
@@ -225,7 +253,13 @@ private:
 // live before the case starts (TEST_CASE_FIXTURE(ServedCase, "...")).
 struct ServedCase : Case {
     Child server = spawn_server(config, name, 0, CommandReducer{});
-    ServedCase() { REQUIRE(wait_live(ipc, name)); }
+    explicit ServedCase(std::int64_t heartbeat_ms = 50) : Case(heartbeat_ms) { REQUIRE(wait_live(ipc, name)); }
+};
+
+// The same with both sides beating every Ms ms.
+template <std::int64_t Ms>
+struct ServedCaseBeating : ServedCase {
+    ServedCaseBeating() : ServedCase(Ms) {}
 };
 
 }  // namespace ipc_test

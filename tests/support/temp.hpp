@@ -70,13 +70,20 @@ inline ipc::Config test_config(const std::string& dir, std::int64_t heartbeat_ms
 inline ipc::Name name_of(std::string_view s) { return ipc::Name::parse(s).value(); }
 
 // What most cases start with (TEST_CASE_FIXTURE(Case, "...")): a watchdog,
-// a fresh directory, the test config on it, an Ipc and the name "srv".
+// a fresh directory, the test config on it, an Ipc and the name "srv". A
+// case that needs another setting changes config, then calls reconfigure();
+// a fixture built on this one may give another heartbeat or name.
 struct Case {
     Watchdog wd;
     TempDir dir;
-    const ipc::Config config = test_config(dir.path());
+    ipc::Config config;
     ipc::Ipc ipc{config};
     const ipc::Name name = name_of("srv");
+
+    explicit Case(std::int64_t heartbeat_ms = 50, std::string_view name_text = "srv")
+        : config(test_config(dir.path(), heartbeat_ms)), name(name_of(name_text)) {}
+    // ipc on config as it is now.
+    void reconfigure() { ipc = ipc::Ipc(config); }
 };
 
 }  // namespace ipc_test
