@@ -90,6 +90,23 @@ int concurrent_listen(const std::string& dir, bool stale) {
     return winners;
 }
 
+// A server named "srv" on config: listen() works, and start() refuses the
+// directory with insecure_directory, or (accepted) starts.
+void refused_as_insecure(const ipc::Config& config) {
+    ipc::Ipc ipc(config);
+    auto server = ipc.listen(name_of("srv"));
+    REQUIRE(server.has_value());
+    auto loop = server->start(0, CommandReducer{});
+    REQUIRE_FALSE(loop.has_value());
+    CHECK(loop.error() == ipc::Errc::insecure_directory);
+}
+void accepted(const ipc::Config& config) {
+    ipc::Ipc ipc(config);
+    auto server = ipc.listen(name_of("srv"));
+    REQUIRE(server.has_value());
+    CHECK(server->start(0, CommandReducer{}).has_value());
+}
+
 }  // namespace
 
 TEST_SUITE("regression") {
@@ -141,36 +158,20 @@ TEST_CASE("regression: a directory other users can write to, or that is not ours
     const std::string shared = dir.file("shared");
     REQUIRE(::mkdir(shared.c_str(), 0700) == 0);
     REQUIRE(::chmod(shared.c_str(), 0777) == 0);  // others may rename entries: not trusted
-    ipc::Ipc ipc(test_config(shared));
-    auto server = ipc.listen(name_of("srv"));
-    REQUIRE(server.has_value());
-    auto loop = server->start(0, CommandReducer{});
-    REQUIRE_FALSE(loop.has_value());
-    CHECK(loop.error() == ipc::Errc::insecure_directory);
+    refused_as_insecure(test_config(shared));
     CHECK_FALSE(file_exists(shared + "/srv.sock"));
 
     // A sticky one (like /tmp) is fine, and so is one the user says is shared.
     REQUIRE(::chmod(shared.c_str(), 01777) == 0);
-    {
-        auto s2 = ipc.listen(name_of("srv"));
-        REQUIRE(s2.has_value());
-        auto l2 = s2->start(0, CommandReducer{});
-        CHECK(l2.has_value());
-    }
+    accepted(test_config(shared));
     REQUIRE(::chmod(shared.c_str(), 0777) == 0);
     ipc::Config relaxed = test_config(shared);
     relaxed.allow_shared_directory = true;
-    ipc::Ipc ipc3(relaxed);
-    auto s3 = ipc3.listen(name_of("srv"));
-    REQUIRE(s3.has_value());
-    CHECK(s3->start(0, CommandReducer{}).has_value());
+    accepted(relaxed);
 
     // Created directories get their mode from mkdir, checked, not chmod()ed.
     const std::string made = dir.file("a/b/c");
-    ipc::Ipc ipc4(test_config(made));
-    auto s4 = ipc4.listen(name_of("srv"));
-    REQUIRE(s4.has_value());
-    CHECK(s4->start(0, CommandReducer{}).has_value());
+    accepted(test_config(made));
     struct stat st {};
     REQUIRE(::stat(made.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0700);
@@ -180,12 +181,7 @@ TEST_CASE("regression: a directory other users can write to, or that is not ours
         const std::string theirs = dir.file("theirs");
         REQUIRE(::mkdir(theirs.c_str(), 0700) == 0);
         REQUIRE(::chown(theirs.c_str(), user->pw_uid, user->pw_gid) == 0);
-        ipc::Ipc ipc5(test_config(theirs));
-        auto s5 = ipc5.listen(name_of("srv"));
-        REQUIRE(s5.has_value());
-        auto l5 = s5->start(0, CommandReducer{});
-        REQUIRE_FALSE(l5.has_value());
-        CHECK(l5.error() == ipc::Errc::insecure_directory);
+        refused_as_insecure(test_config(theirs));
     } else {
         MESSAGE("skipped the other-owner case: needs root and the user ipc-hostile (.ci/run creates it)");
     }
