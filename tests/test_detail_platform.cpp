@@ -151,6 +151,16 @@ private:
 
 std::string view_of(const d::Buffer& b) { return std::string(b.data() == nullptr ? "" : b.data(), b.size()); }
 
+// An emptied buffer that gave its memory back: none is held, and the next
+// append (of s) starts again at 256 bytes.
+void given_back_then_regrows(d::Buffer& b, const std::string& s) {
+    CHECK(b.capacity() == 0);
+    CHECK(b.data() == nullptr);
+    b.append(s.data(), s.size());
+    CHECK(b.capacity() == 256);
+    CHECK(view_of(b) == s);
+}
+
 // Lines copied from `cat /proc/net/unix` on the machine these tests were
 // written on (Linux 6.18, kptr_restrict=0, 2026-12-03), from two captures
 // of sockets made for the purpose, in the kernel's layout
@@ -799,11 +809,7 @@ TEST_CASE("detail: Buffer shrink gives a large buffer back to 4096 bytes once it
     CHECK(view_of(b) == "q");
     b.clear();
     b.release();
-    CHECK(b.capacity() == 0);
-    CHECK(b.data() == nullptr);
-    b.append("again", 5);
-    CHECK(b.capacity() == 256);
-    CHECK(view_of(b) == "again");
+    given_back_then_regrows(b, "again");
 }
 
 TEST_CASE("detail: Buffer try_reserve_tail refuses room whose end would wrap around, and changes nothing") {
@@ -835,11 +841,7 @@ TEST_CASE("detail: Buffer shrink(0) frees an empty buffer, and keeps one that ho
     CHECK(view_of(b) == "abc");
     b.clear();
     b.shrink(0);
-    CHECK(b.capacity() == 0);
-    CHECK(b.data() == nullptr);
-    b.append("x", 1);
-    CHECK(b.capacity() == 256);
-    CHECK(view_of(b) == "x");
+    given_back_then_regrows(b, "x");
 }
 
 TEST_CASE("detail: Buffer moves its memory, leaving an empty buffer") {
