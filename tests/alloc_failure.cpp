@@ -33,6 +33,8 @@ void operator delete(void* p) noexcept { give(p); }
 void operator delete(void* p, std::size_t) noexcept { give(p); }
 
 #if IPC_HPP_HAVE_EXCEPTIONS
+TEST_SUITE("alloc_failure") {
+
 TEST_CASE("alloc failure: a send() that throws while its large message is lent leaves nothing pointing into the message") {
     Watchdog wd;
     TempDir dir;
@@ -79,4 +81,6 @@ TEST_CASE("alloc failure: a send() that throws while its large message is lent l
     server.join();
     CHECK(wrong.load() == 0);  // the frame came out whole, with the bytes sent when it was lent
 }
+
+}  // TEST_SUITE
 #endif

@@ -144,10 +144,7 @@ TEST_CASE_FIXTURE(Case, "client: Ipc::wait with a timeout gives up in time, or s
     CHECK(outcome(ipc.wait(name, ipc::Milliseconds(0))) == "timed_out");
 }
 
-TEST_CASE("client: names as strings — get, wait, exist and listen take them, and say invalid_name") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
+TEST_CASE_FIXTURE(Case, "client: names as strings — get, wait, exist and listen take them, and say invalid_name") {
     CHECK(outcome(ipc.get("not.a name")) == "invalid_name");
     CHECK(outcome(ipc.get("", ipc::Milliseconds(100))) == "invalid_name");
     CHECK(outcome(ipc.wait("a/b", ipc::Milliseconds(100))) == "invalid_name");

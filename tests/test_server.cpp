@@ -95,12 +95,9 @@ TEST_CASE_FIXTURE(ServedCase, "server: our client and our server in two processe
     CHECK_FALSE(ipc.exist(name));
 }
 
-TEST_CASE("server: with flush_ack_before_reducer, our client's send returns while the reducer works") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "server: with flush_ack_before_reducer, our client's send returns while the reducer works") {
     config.flush_ack_before_reducer = true;
-    const ipc::Name name = name_of("srv");
+    reconfigure();
     Pipe gate;
     const int gate_fd = gate.read_end();
     auto reducer = [gate_fd](const ipc::Message&, ipc::Continuation<int> c, int n) {
@@ -112,7 +109,6 @@ TEST_CASE("server: with flush_ack_before_reducer, our client's send returns whil
         return c.respond(n + 1, ipc::Message::text(released ? "released" : "not released"));
     };
     Child server = spawn_server(config, name, 0, reducer);
-    ipc::Ipc ipc(config);
     auto p = get_live(ipc, name);
 
     CHECK(outcome(p->send(ipc::Message::text("work"), ipc::Milliseconds(2000))) == "value");
@@ -289,10 +285,7 @@ TEST_CASE_FIXTURE(ServedCase, "server: a second listen on a live name fails with
     CHECK(st.st_size == 7);
 }
 
-TEST_CASE("server: a name too long for sun_path is path_too_long; the longest that fits works") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
+TEST_CASE_FIXTURE(Case, "server: a name too long for sun_path is path_too_long; the longest that fits works") {
     // sun_path holds 107 bytes and a NUL: <dir>/<name>.sock of 107 bytes fits.
     const std::size_t longest = 107 - dir.path().size() - 1 - 5;
     const ipc::Name fits = name_of(std::string(longest, 'a'));
@@ -346,13 +339,8 @@ TEST_CASE("server: the socket file is 0600, Config::socket_mode is honoured, mis
     }
 }
 
-TEST_CASE("server: a 4-argument reducer gets the client's pid, uid and gid (SO_PEERCRED)") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "server: a 4-argument reducer gets the client's pid, uid and gid (SO_PEERCRED)") {
     Child server = spawn_server(config, name, 0, CommandReducer{});
-    ipc::Ipc ipc(config);
     auto p = get_live(ipc, name);
     // Without SO_PEERCRED the server knows no credentials: 0, -1, -1.
     auto credentials = [](pid_t pid) {
@@ -487,14 +475,10 @@ TEST_CASE_FIXTURE(ServedCase, "server: a 16 MiB message round-trips between our 
 // Large responses are queued without a copy (the message being handled,
 // once the reducer returned; an rvalue at once) and sent from their own
 // bytes: what arrives must still be whole and in order.
-TEST_CASE("server: large responses without a copy — the message itself twice, then with a moved one, then before close: whole and in order") {
-    Watchdog wd;
-    TempDir dir;
-    const ipc::Config config = test_config(dir.path());
-    const ipc::Name name = name_of("big");
-    Child server = spawn([&config, &name]() -> std::string {
-        ipc::Ipc ipc(config);
-        auto s = ipc.listen(name);
+TEST_CASE_FIXTURE(Case, "server: large responses without a copy — the message itself twice, then with a moved one, then before close: whole and in order") {
+    Child server = spawn([&config = config, &name = name]() -> std::string {
+        ipc::Ipc mine(config);
+        auto s = mine.listen(name);
         if (!s) return "listen";
         auto r = s->serve(0, [](const ipc::Message& m, auto k, int n) {
             if (m.content() == "stop") return k.stop(n);
@@ -514,7 +498,6 @@ TEST_CASE("server: large responses without a copy — the message itself twice, 
         if (!r) return "serve";
         return "ok " + std::to_string(r.value());
     });
-    ipc::Ipc ipc(config);
     auto p = get_live(ipc, name);
     std::string content(std::size_t{3} << 20, '\0');
     for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>((i * 7) ^ (i >> 11));
@@ -569,10 +552,7 @@ TEST_CASE_FIXTURE(Case, "server: a client process killed with SIGKILL is dropped
     server.finish_expecting(2);
 }
 
-TEST_CASE("server: on_drop takes a capturing lambda, kept in the Server (no heap), and a later one replaces it") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
+TEST_CASE_FIXTURE(Case, "server: on_drop takes a capturing lambda, kept in the Server (no heap), and a later one replaces it") {
     std::atomic<int> first{0};
     std::mutex m;
     std::vector<std::string> seen;

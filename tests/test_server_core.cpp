@@ -16,11 +16,11 @@ using namespace ipc_test;
 
 namespace {
 
-struct Fixture {
-    TempDir dir;
-    ipc::Ipc ipc{test_config(dir.path())};
-    ipc::Name name = name_of("srv");
-    std::string path = ipc.path_of(name);
+// A Case with the path of its name (TEST_CASE_FIXTURE(RawCase, "...")).
+// (A fixture's members are the body's: none may be called f, doctest's
+// name for the body.)
+struct RawCase : Case {
+    const std::string path = ipc.path_of(name);
 };
 
 // A raw connection to path with the handshake done.
@@ -31,16 +31,9 @@ RawConn connect_ready(const std::string& path) {
     return c;
 }
 
-// A case against a CommandReducer server from 0 on a thread of this
-// process, live before the case starts (TEST_CASE_FIXTURE(RawServed, "...")).
-// (A fixture's members are the body's: none may be called f, doctest's
-// name for the body.)
-struct RawServed {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc{test_config(dir.path())};
-    ipc::Name name = name_of("srv");
-    std::string path = ipc.path_of(name);
+// A RawCase whose name is served by a CommandReducer from 0 on a thread of
+// this process, live before the case starts (TEST_CASE_FIXTURE(RawServed, "...")).
+struct RawServed : RawCase {
     ThreadServer<int> server{ipc, name, 0, CommandReducer{}};
     RawServed() { REQUIRE(wait_live(ipc, name)); }
 };
@@ -53,15 +46,13 @@ struct RawServed {
 
 TEST_SUITE("server-core") {
 
-TEST_CASE("raw client vs server: handshake is byte exact and start ok makes the connection ready") {
-    Watchdog wd;
-    Fixture f;
+TEST_CASE_FIXTURE(RawCase, "raw client vs server: handshake is byte exact and start ok makes the connection ready") {
     CHECK(to_hex(start_frame()) == start_frame_hex);  // our independent encoder agrees with the reference
 
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{});
-    REQUIRE(wait_live(f.ipc, f.name));
+    ThreadServer<int> server(ipc, name, 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name));
 
-    RawConn c = RawConn::connect(f.path);
+    RawConn c = RawConn::connect(path);
     REQUIRE(c.valid());
     CHECK(to_hex(c.read_exact(start_frame().size(), 2000)) == start_frame_hex);
     // A connection that has not answered start ok gets nothing, not even heartbeats.
@@ -103,12 +94,9 @@ TEST_CASE_FIXTURE(RawServed, "raw client vs server: frames before start ok are i
     server.finish_expecting(1);
 }
 
-TEST_CASE("raw client vs server: with flush_ack_before_reducer, the ack is on the wire before the reducer runs") {
-    Watchdog wd;
-    Fixture f;
-    ipc::Config config = test_config(f.dir.path());
+TEST_CASE_FIXTURE(RawCase, "raw client vs server: with flush_ack_before_reducer, the ack is on the wire before the reducer runs") {
     config.flush_ack_before_reducer = true;
-    f.ipc = ipc::Ipc(config);
+    reconfigure();
     Pipe gate;
     std::atomic<int> entered{0};
     std::atomic<bool> passed{false};
@@ -117,10 +105,10 @@ TEST_CASE("raw client vs server: with flush_ack_before_reducer, the ack is on th
         passed.store(gate.wait_mark(5000));
         return c.respond(n + 1, ipc::Message::text("re:" + m.content()));
     };
-    ThreadServer<int> server(f.ipc, f.name, 0, reducer);
-    REQUIRE(wait_live(f.ipc, f.name));
+    ThreadServer<int> server(ipc, name, 0, reducer);
+    REQUIRE(wait_live(ipc, name));
 
-    RawConn c = connect_ready(f.path);
+    RawConn c = connect_ready(path);
     REQUIRE(c.send_text("hello"));
 
     Frame ack;
@@ -279,13 +267,11 @@ TEST_CASE_FIXTURE(RawServed, "raw client vs server: client close gets close ok, 
     }
 }
 
-TEST_CASE("raw client vs server: the server timeout closes an idle client") {
-    Watchdog wd;
-    Fixture f;
+TEST_CASE_FIXTURE(RawCase, "raw client vs server: the server timeout closes an idle client") {
     Stopwatch sw;
-    ThreadServer<int> server(f.ipc, f.name, 0, CommandReducer{}, ipc::Milliseconds(300));
-    REQUIRE(wait_live(f.ipc, f.name));
-    RawConn c = RawConn::connect(f.path);
+    ThreadServer<int> server(ipc, name, 0, CommandReducer{}, ipc::Milliseconds(300));
+    REQUIRE(wait_live(ipc, name));
+    RawConn c = RawConn::connect(path);
     REQUIRE(c.handshake());
     Frame fr;
     int heartbeats = 0;
@@ -297,16 +283,12 @@ TEST_CASE("raw client vs server: the server timeout closes an idle client") {
     CHECK(c.wait_eof(2000));
     REQUIRE(server.wait_done(2000));
     server.finish_expecting(0, false);
-    CHECK_FALSE(file_exists(f.path));
+    CHECK_FALSE(file_exists(path));
 }
 
-TEST_CASE("raw client vs server: a malformed frame or garbage drops only that client, the carry is unchanged") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path());
+TEST_CASE_FIXTURE(Case, "raw client vs server: a malformed frame or garbage drops only that client, the carry is unchanged") {
     config.max_message_size = 1024 * 1024;
-    ipc::Ipc ipc(config);
-    auto name = name_of("srv");
+    reconfigure();
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
 
@@ -446,19 +428,17 @@ TEST_CASE_FIXTURE(RawServed, "raw client vs server: a 16 MiB message round-trips
     server.finish_expecting(1);
 }
 
-TEST_CASE("raw client vs server: by default the ack leaves in the same send() as the response") {
+TEST_CASE_FIXTURE(RawCase, "raw client vs server: by default the ack leaves in the same send() as the response") {
     // One send() puts both frames in the socket at once: a reader that waits
     // for the first byte and then reads once gets the ack and the response
     // together, however slow the reducer was.
-    Watchdog wd;
-    Fixture f;
     auto reducer = [](const ipc::Message& m, ipc::Continuation<int> c, int n) {
         sleep_ms(150);  // a slow reducer: with an early ack, the ack would be alone for 150 ms
         return c.respond(n + 1, ipc::Message::text("re:" + m.content()));
     };
-    ThreadServer<int> server(f.ipc, f.name, 0, reducer);
-    REQUIRE(wait_live(f.ipc, f.name));
-    RawConn c = connect_ready(f.path);
+    ThreadServer<int> server(ipc, name, 0, reducer);
+    REQUIRE(wait_live(ipc, name));
+    RawConn c = connect_ready(path);
     REQUIRE(c.send_text("hello"));
     struct pollfd pfd {};
     pfd.fd = c.fd();

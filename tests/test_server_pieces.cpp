@@ -64,10 +64,7 @@ TEST_CASE_FIXTURE(Case, "server: stop handle from a signal handler, with clients
     CHECK_FALSE(file_exists(ipc.path_of(name)));
 }
 
-TEST_CASE("server: a stop requested before serve returns the carry at once, without binding") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
+TEST_CASE_FIXTURE(Case, "server: a stop requested before serve returns the carry at once, without binding") {
     auto server = ipc.listen(name_of("early"));
     REQUIRE(server.has_value());
     ipc::StopHandle handle = server->stop_handle();

@@ -640,6 +640,8 @@ std::string vanish_cycle(const ipc::Config& config, const ipc::Name& name, int p
 
 }  // namespace
 
+TEST_SUITE("torture") {
+
 // ===========================================================================
 // 1. A peer that never reads
 // ===========================================================================
@@ -1449,3 +1451,5 @@ TEST_CASE_FIXTURE(TortureCase, "torture 6: 1000 clients connected at once, 5 rou
             " ms, server fds after ", fds_end, ", VmRSS ", rss_kb(server.pid()), " KiB");
     stop_server(*ctl, server, counted);
 }
+
+}  // TEST_SUITE

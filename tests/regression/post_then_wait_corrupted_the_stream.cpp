@@ -12,11 +12,8 @@ using namespace ipc_test;
 
 TEST_SUITE("regression") {
 
-TEST_CASE("regression: post() of 1 MiB then wait() gets the exact echo; no heartbeat lands inside the frame") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path(), 20));  // frequent heartbeats: many chances to land mid-frame
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(CaseBeating<20>, "regression: post() of 1 MiB then wait() gets the exact echo; no heartbeat lands inside the frame") {
+    // Heartbeats every 20 ms: many chances to land mid-frame.
     auto echo = [](const ipc::Message& m, ipc::Continuation<int> k, int n) { return k.respond(n + 1, m); };
     ThreadServer<int> server(ipc, name, 0, echo);
     auto p = get_live(ipc, name);

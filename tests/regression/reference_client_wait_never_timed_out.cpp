@@ -41,11 +41,8 @@ std::string reference_wait(RawConn& c, std::int64_t period_ms, std::int64_t time
 
 TEST_SUITE("regression") {
 
-TEST_CASE("regression: a reference client's wait(3 s) against an idle server times out within 5 s") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path(), 1000));  // the reference's period on both sides
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(CaseBeating<1000>, "regression: a reference client's wait(3 s) against an idle server times out within 5 s") {
+    // The reference's period (1 s) on both sides.
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     RawConn c = RawConn::connect(ipc.path_of(name));
@@ -59,11 +56,7 @@ TEST_CASE("regression: a reference client's wait(3 s) against an idle server tim
     REQUIRE(server.finish().has_value());
 }
 
-TEST_CASE("regression: a silent client still gets a heartbeat, after 1.5 periods and within 2 periods + 1 s") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path(), 1000));
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(CaseBeating<1000>, "regression: a silent client still gets a heartbeat, after 1.5 periods and within 2 periods + 1 s") {
     ThreadServer<int> server(ipc, name, 0, CommandReducer{});
     REQUIRE(wait_live(ipc, name));
     RawConn c = RawConn::connect(ipc.path_of(name));

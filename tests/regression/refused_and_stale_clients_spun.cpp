@@ -29,11 +29,7 @@ TEST_CASE_FIXTURE(Case, "regression: a refused uid is permission_denied at once,
     REQUIRE(server.finish().has_value());
 }
 
-TEST_CASE("regression: wait() on a stale socket file sleeps instead of connecting in a loop") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));
-    const ipc::Name name = name_of("stale");
+TEST_CASE_FIXTURE(Case, "regression: wait() on a stale socket file sleeps instead of connecting in a loop") {
     REQUIRE(make_stale_socket(ipc.path_of(name)));
     // In a child, so that its context switches are its own.
     Child waiter = spawn([&]() -> std::string {

@@ -31,13 +31,9 @@ Child signal_storm(pid_t pid) {
 
 TEST_SUITE("regression") {
 
-TEST_CASE("regression: under 200 signals a second, a 1 s idle timeout ends within 2.5 s and heartbeats go out") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Config config = test_config(dir.path(), 100);
+TEST_CASE_FIXTURE(CaseBeating<100>, "regression: under 200 signals a second, a 1 s idle timeout ends within 2.5 s and heartbeats go out") {
     config.handshake_timeout = ipc::Milliseconds(500);
-    ipc::Ipc ipc(config);
-    const ipc::Name name = name_of("srv");
+    reconfigure();
     // The server in a child with a handler that does not restart poll().
     Child server = spawn([&]() -> std::string {
         struct sigaction sa {};

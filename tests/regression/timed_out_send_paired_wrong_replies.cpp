@@ -22,11 +22,8 @@ struct SlowEcho {
 
 TEST_SUITE("regression") {
 
-TEST_CASE("regression: after a timed-out send(), replies are never paired with the wrong request") {
-    Watchdog wd;
-    TempDir dir;
-    ipc::Ipc ipc(test_config(dir.path()));  // the ack leaves with the response, after the reducer
-    const ipc::Name name = name_of("srv");
+TEST_CASE_FIXTURE(Case, "regression: after a timed-out send(), replies are never paired with the wrong request") {
+    // The ack leaves with the response, after the reducer.
     ThreadServer<int> server(ipc, name, 0, SlowEcho{});
     auto p = get_live(ipc, name);
 

@@ -1,4 +1,4 @@
-// Deadlines instead of fixed sleeps (now_ms, eventually, Stopwatch, Watchdog) and the short names of outcomes.
+// Deadlines instead of fixed sleeps (now_ms, eventually, poll_until, Stopwatch, Watchdog) and the short names of outcomes.
 #ifndef IPC_HPP_TESTS_SUPPORT_BASICS_HPP
 #define IPC_HPP_TESTS_SUPPORT_BASICS_HPP
 

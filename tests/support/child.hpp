@@ -1,4 +1,4 @@
-// A child process (fork, wait, kill) whose result comes back through a pipe, and Pipe, one byte for "now".
+// A child process (fork, wait, kill) whose result comes back through a pipe (spawn, fork_with_pipe), and Pipe, one byte for "now".
 #ifndef IPC_HPP_TESTS_SUPPORT_CHILD_HPP
 #define IPC_HPP_TESTS_SUPPORT_CHILD_HPP
 

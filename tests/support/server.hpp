@@ -1,4 +1,4 @@
-// A server under test: forked (spawn_server) or on a thread (ThreadServer), its DropLog, CommandReducer and ping, wait_live.
+// A server under test: forked (spawn_server, spawn_late_server) or on a thread (ThreadServer), its DropLog, CommandReducer, ping, wait_live/get_live, the ServedCase fixture.
 #ifndef IPC_HPP_TESTS_SUPPORT_SERVER_HPP
 #define IPC_HPP_TESTS_SUPPORT_SERVER_HPP
 
@@ -256,7 +256,7 @@ struct ServedCase : Case {
     explicit ServedCase(std::int64_t heartbeat_ms = 50) : Case(heartbeat_ms) { REQUIRE(wait_live(ipc, name)); }
 };
 
-// The same with both sides beating every Ms ms.
+// ServedCase with both sides beating every Ms ms.
 template <std::int64_t Ms>
 struct ServedCaseBeating : ServedCase {
     ServedCaseBeating() : ServedCase(Ms) {}

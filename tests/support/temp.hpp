@@ -86,6 +86,12 @@ struct Case {
     void reconfigure() { ipc = ipc::Ipc(config); }
 };
 
+// The same with both sides beating every Ms ms.
+template <std::int64_t Ms>
+struct CaseBeating : Case {
+    CaseBeating() : Case(Ms) {}
+};
+
 }  // namespace ipc_test
 
 #endif
