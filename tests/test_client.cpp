@@ -178,7 +178,6 @@ TEST_CASE_FIXTURE(Case, "client: a server killed with SIGKILL — wait and send 
 }
 
 TEST_CASE_FIXTURE(ServedCaseBeating<20>, "client: heartbeats never surface between our client and our server") {
-    // both sides beat every 20 ms
     auto p = ipc.get(name);
     REQUIRE(p.has_value());
     // Idle for many periods: no message, no error, nothing reduced.
@@ -197,7 +196,6 @@ extern "C" void count_storm(int) { storm_hits.fetch_add(1, std::memory_order_rel
 }  // namespace
 
 TEST_CASE_FIXTURE(ServedCaseBeating<40>, "client: a blocking wait waits in recv() and keeps its deadline, through a signal storm") {
-    // heartbeats every 40 ms, both ways
     auto p = ipc.get(name);
     REQUIRE(p.has_value());
     CHECK(ask(*p, "ping") == "pong");
@@ -461,7 +459,7 @@ struct FakeServer {
     ipc::Ipc ipc;
     ipc::Name name = name_of("fake");
     RawListener listener;
-    explicit FakeServer(std::int64_t heartbeat_ms = 50)
+    explicit FakeServer(std::int64_t heartbeat_ms = test_heartbeat_ms)
         : ipc(test_config(dir.path(), heartbeat_ms)), listener(ipc.path_of(name)) {
         REQUIRE(listener.valid());
     }

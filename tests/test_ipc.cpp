@@ -96,7 +96,6 @@ TEST_CASE_FIXTURE(Case, "client: get — not_found, connection_refused on a stal
 }
 
 TEST_CASE_FIXTURE(Case, "client: Ipc::wait without a timeout returns once the server appears") {
-
     SUBCASE("in a directory that does not exist yet") {
         const ipc::Config nested = test_config(dir.file("not/yet"));
         ipc::Ipc waiter(nested);

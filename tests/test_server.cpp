@@ -41,7 +41,7 @@ std::string seed_client(const ipc::Config& config, const ipc::Name& name) {
 
 // The seed's own name.
 struct SeedCase : Case {
-    SeedCase() : Case(50, "server-name") {}
+    SeedCase() : Case(test_heartbeat_ms, "server-name") {}
 };
 
 }  // namespace

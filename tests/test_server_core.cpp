@@ -17,8 +17,6 @@ using namespace ipc_test;
 namespace {
 
 // A Case with the path of its name (TEST_CASE_FIXTURE(RawCase, "...")).
-// (A fixture's members are the body's: none may be called f, doctest's
-// name for the body.)
 struct RawCase : Case {
     const std::string path = ipc.path_of(name);
 };

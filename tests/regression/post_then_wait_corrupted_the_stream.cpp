@@ -46,7 +46,7 @@ TEST_CASE_FIXTURE(CaseBeating<20>, "regression: post() of 1 MiB then wait() gets
     CHECK(p->unacknowledged() == 0);
 
     REQUIRE(p->close().has_value());
-    server.finish_expecting(3);           // exactly three messages reached the reducer
+    server.finish_expecting(3);              // exactly three messages reached the reducer
     CHECK(server.drops.text() == "closed");  // and nobody was dropped for a bad frame
 }
 

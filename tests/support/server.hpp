@@ -253,7 +253,7 @@ private:
 // live before the case starts (TEST_CASE_FIXTURE(ServedCase, "...")).
 struct ServedCase : Case {
     Child server = spawn_server(config, name, 0, CommandReducer{});
-    explicit ServedCase(std::int64_t heartbeat_ms = 50) : Case(heartbeat_ms) { REQUIRE(wait_live(ipc, name)); }
+    explicit ServedCase(std::int64_t heartbeat_ms = test_heartbeat_ms) : Case(heartbeat_ms) { REQUIRE(wait_live(ipc, name)); }
 };
 
 // ServedCase with both sides beating every Ms ms.

@@ -56,8 +56,11 @@ inline bool file_exists(const std::string& path) {
     return ::lstat(path.c_str(), &st) == 0;
 }
 
+// The tests' heartbeat period, both sides, unless a case says otherwise.
+constexpr std::int64_t test_heartbeat_ms = 50;
+
 // The configuration the tests use: a short heartbeat and short timeouts.
-inline ipc::Config test_config(const std::string& dir, std::int64_t heartbeat_ms = 50) {
+inline ipc::Config test_config(const std::string& dir, std::int64_t heartbeat_ms = test_heartbeat_ms) {
     ipc::Config c;
     c.directory = dir;
     c.heartbeat = ipc::Milliseconds(heartbeat_ms);
@@ -71,16 +74,18 @@ inline ipc::Name name_of(std::string_view s) { return ipc::Name::parse(s).value(
 
 // What most cases start with (TEST_CASE_FIXTURE(Case, "...")): a watchdog,
 // a fresh directory, the test config on it, an Ipc and the name "srv". A
-// case that needs another setting changes config, then calls reconfigure();
-// a fixture built on this one may give another heartbeat or name.
+// case that needs another setting changes config, then calls reconfigure()
+// (until then ipc has the old one); a fixture built on this one may give
+// another heartbeat or name. A fixture's members are the body's: none may
+// be called f, doctest's name for the body.
 struct Case {
     Watchdog wd;
     TempDir dir;
     ipc::Config config;
     ipc::Ipc ipc{config};
-    const ipc::Name name = name_of("srv");
+    const ipc::Name name;
 
-    explicit Case(std::int64_t heartbeat_ms = 50, std::string_view name_text = "srv")
+    explicit Case(std::int64_t heartbeat_ms = test_heartbeat_ms, std::string_view name_text = "srv")
         : config(test_config(dir.path(), heartbeat_ms)), name(name_of(name_text)) {}
     // ipc on config as it is now.
     void reconfigure() { ipc = ipc::Ipc(config); }
