@@ -170,6 +170,17 @@
 #endif
 #endif
 
+// Make a forked child's copies of a server's name lock inert with a
+// pthread_atfork() child handler, and tell a child's handles from the
+// parent's with a load instead of getpid() (see detail::Owner).
+#ifndef IPC_HPP_HAVE_PTHREAD_ATFORK
+#if defined(__linux__)
+#define IPC_HPP_HAVE_PTHREAD_ATFORK 1
+#else
+#define IPC_HPP_HAVE_PTHREAD_ATFORK 0
+#endif
+#endif
+
 // ===========================================================================
 // 4. Includes — POSIX C headers and small standard headers only.
 // ===========================================================================
@@ -206,6 +217,9 @@
 #endif
 #include <time.h>
 #include <unistd.h>
+#if IPC_HPP_HAVE_PTHREAD_ATFORK
+#include <pthread.h>
+#endif
 
 #if IPC_HPP_HAVE_EXCEPTIONS
 #include <stdexcept>
@@ -782,6 +796,34 @@ inline Protocol classify(std::string_view type, std::string_view body) noexcept 
     }
     return body == content(p) && type == media_type ? p : Protocol::none;
 }
+
+// Why an application message with a protocol message's media type and
+// content is refused (docs/php.md): on the wire it *is* that protocol
+// message, so a peer would act on it. For Error::where: static strings.
+inline const char* refusal(Protocol p, bool respond) noexcept {
+    switch (p) {
+        case Protocol::connection_start:
+            return respond ? "respond: text/plain \"innmind/ipc:connection.start\" is a protocol message on the wire"
+                           : "send: text/plain \"innmind/ipc:connection.start\" is a protocol message on the wire";
+        case Protocol::connection_start_ok:
+            return respond ? "respond: text/plain \"innmind/ipc:connection.start-ok\" is a protocol message on the wire"
+                           : "send: text/plain \"innmind/ipc:connection.start-ok\" is a protocol message on the wire";
+        case Protocol::connection_close:
+            return respond ? "respond: text/plain \"innmind/ipc:connection.close\" is a protocol message on the wire"
+                           : "send: text/plain \"innmind/ipc:connection.close\" is a protocol message on the wire";
+        case Protocol::connection_close_ok:
+            return respond ? "respond: text/plain \"innmind/ipc:connection.close-ok\" is a protocol message on the wire"
+                           : "send: text/plain \"innmind/ipc:connection.close-ok\" is a protocol message on the wire";
+        case Protocol::heartbeat:
+            return respond ? "respond: text/plain \"innmind/ipc:heartbeat\" is a protocol message on the wire"
+                           : "send: text/plain \"innmind/ipc:heartbeat\" is a protocol message on the wire";
+        case Protocol::message_received:
+            return respond ? "respond: text/plain \"innmind/ipc:message.received\" is a protocol message on the wire"
+                           : "send: text/plain \"innmind/ipc:message.received\" is a protocol message on the wire";
+        case Protocol::none: break;
+    }
+    return respond ? "respond" : "send";
+}
 }  // namespace protocol
 
 // A message: a media type and binary-safe content (any bytes, NUL
@@ -1000,6 +1042,10 @@ public:
         }
     }
     void clear() noexcept { size_ = 0; }
+    // Keeps the first n bytes (n <= size()).
+    void truncate(std::size_t n) noexcept {
+        if (n < size_) size_ = n;
+    }
     // Frees the memory when empty.
     void release() noexcept {
         if (size_ != 0) return;
@@ -1592,6 +1638,165 @@ public:
 
 private:
     int fd_ = -1;
+};
+
+// ---- fork() (docs/design.md, "Handles and fork()") ----------------------
+// A handle acts only in the process that made it. In a forked child its
+// copy is inert: destroying it (or close()) closes its fds and nothing
+// else, and any other call is refused (IPC_HPP_CONFIG_ASSERT). A child is
+// told apart by a counter that a pthread_atfork() child handler bumps in
+// each new child: one load, where getpid() is a system call.
+//
+// The same handler takes away the child's references to the name locks
+// its parent holds. A lock (OFD or flock) belongs to the open file
+// description, which fork() shares with the child (O_CLOEXEC only helps an
+// exec), so a long-lived child would otherwise keep a restarted server
+// out. Each held lock's fd is listed in held_locks; in the child, each one
+// is replaced (dup3) by an fd of /dev/null, so the number stays taken and
+// the child's copy later closes that instead. While a lock is held, fork()
+// returns in the parent only once the child has done so (a pipe: the
+// child writes a byte, or dies), so no restart can race the child.
+// (Classic fcntl() locks, which a child does not inherit, were not chosen:
+// any close() of any fd of the file, a probe's included, drops them.)
+// Written down: a child made by a raw clone(), vfork() or posix_spawn()
+// runs no handler (it execs or exits at once); a fork() in one thread while
+// another takes or drops a lock may leave the child one unlisted
+// reference, and a concurrent fork() in another thread may inherit the
+// pipe and delay this parent until that child execs or exits; more than
+// lock_slots locks at once are not all listed.
+inline std::atomic<unsigned> fork_count{0};
+constexpr std::size_t lock_slots = 64;
+inline std::atomic<int> held_locks[lock_slots];  // fd + 1 of each name lock held; 0: a free slot
+inline thread_local int fork_sync[2] = {-1, -1};  // the pipe of a fork() under way in this thread
+
+extern "C" inline void ipc_hpp_v0_2_before_fork() {
+    fork_sync[0] = fork_sync[1] = -1;
+    bool held = false;
+    for (auto& slot : held_locks) held = held || slot.load(std::memory_order_relaxed) > 0;
+    if (!held) return;
+    const int saved = errno;
+    int p[2];
+#if IPC_HPP_HAVE_SOCK_CLOEXEC
+    const bool made = ::pipe2(p, O_CLOEXEC) == 0;
+#else
+    const bool made = ::pipe(p) == 0;
+#endif
+    if (made) {
+        fork_sync[0] = p[0];
+        fork_sync[1] = p[1];
+    }
+    errno = saved;
+}
+
+extern "C" inline void ipc_hpp_v0_2_after_fork_in_parent() {
+    if (fork_sync[0] < 0) return;
+    const int saved = errno;  // fork()'s, when it failed
+    ::close(fork_sync[1]);
+    char b;
+    ssize_t n;
+    do {
+        n = ::read(fork_sync[0], &b, 1);  // the child's byte, or EOF when it is gone (or was never made)
+    } while (n < 0 && errno == EINTR);
+    ::close(fork_sync[0]);
+    fork_sync[0] = fork_sync[1] = -1;
+    errno = saved;
+}
+
+extern "C" inline void ipc_hpp_v0_2_after_fork_in_child() {
+    const int saved = errno;
+    fork_count.fetch_add(1, std::memory_order_relaxed);
+    int inert = -1;
+    for (auto& slot : held_locks) {
+        const int v = slot.exchange(0, std::memory_order_relaxed);  // the child holds none of them
+        if (v <= 0) continue;
+        if (inert < 0) inert = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (inert < 0) {  // no /dev/null (a bare chroot): an empty pipe does as well
+            int p[2];
+            if (::pipe(p) == 0) {
+                ::close(p[1]);
+                inert = p[0];
+            }
+        }
+        if (inert < 0) continue;  // then this child keeps the lock until it drops its copy
+#if IPC_HPP_HAVE_SOCK_CLOEXEC
+        (void)::dup3(inert, v - 1, O_CLOEXEC);
+#else
+        if (::dup2(inert, v - 1) >= 0) (void)::fcntl(v - 1, F_SETFD, FD_CLOEXEC);
+#endif
+    }
+    if (inert >= 0) ::close(inert);
+    if (fork_sync[0] >= 0) {  // the parent waits for this
+        ::close(fork_sync[0]);
+        const char b = 1;
+        while (::write(fork_sync[1], &b, 1) < 0 && errno == EINTR) {
+        }
+        ::close(fork_sync[1]);
+        fork_sync[0] = fork_sync[1] = -1;
+    }
+    errno = saved;
+}
+
+// Registers the handler, once per program; false where it cannot be.
+inline bool fork_watched() noexcept {
+#if IPC_HPP_HAVE_PTHREAD_ATFORK
+    static const bool watched =
+        ::pthread_atfork(&ipc_hpp_v0_2_before_fork, &ipc_hpp_v0_2_after_fork_in_parent, &ipc_hpp_v0_2_after_fork_in_child) == 0;
+    return watched;
+#else
+    return false;
+#endif
+}
+
+// The process that made a handle.
+class Owner {
+public:
+    Owner() noexcept : watched_(fork_watched()), forks_(fork_count.load(std::memory_order_relaxed)), pid_(::getpid()) {}
+    // Whether this is still that process (a getpid() where fork() is not watched).
+    bool here() const noexcept { return watched_ ? forks_ == fork_count.load(std::memory_order_relaxed) : ::getpid() == pid_; }
+    // The same for the hot paths, at the cost of a load: true where it
+    // cannot be told without a system call.
+    bool here_cheaply() const noexcept { return !watched_ || forks_ == fork_count.load(std::memory_order_relaxed); }
+
+private:
+    bool watched_;
+    unsigned forks_;
+    pid_t pid_;
+};
+
+// A name lock's fd, listed in held_locks while it is open (see above).
+class HeldLock {
+public:
+    HeldLock() = default;
+    explicit HeldLock(Fd fd) noexcept : fd_(std::move(fd)) {
+        for (auto& slot : held_locks) {
+            int free_slot = 0;
+            if (slot.compare_exchange_strong(free_slot, fd_.get() + 1, std::memory_order_relaxed)) break;
+        }
+    }
+    HeldLock(HeldLock&& o) noexcept : fd_(std::move(o.fd_)) {}
+    HeldLock& operator=(HeldLock&& o) noexcept {
+        if (this != &o) {
+            reset();
+            fd_ = std::move(o.fd_);
+        }
+        return *this;
+    }
+    HeldLock(const HeldLock&) = delete;
+    HeldLock& operator=(const HeldLock&) = delete;
+    ~HeldLock() { reset(); }
+    int get() const noexcept { return fd_.get(); }
+    // Unlisted first, then closed: the number is never listed once it may be reused.
+    void reset() noexcept {
+        if (!fd_.valid()) return;
+        for (auto& slot : held_locks) {
+            int mine = fd_.get() + 1;
+            if (slot.compare_exchange_strong(mine, 0, std::memory_order_relaxed)) break;
+        }
+        fd_.reset();
+    }
+
+private:
+    Fd fd_;
 };
 
 inline bool set_nonblock_cloexec(int fd) noexcept {
@@ -2406,6 +2611,7 @@ public:
     Result<Unit> post(const Message& m) {
         if (!frame_fits(m.media_type().view().size(), m.content().size()))
             return fail(frame_error(m.media_type().view().size(), "send"));
+        if (const Protocol p = m.protocol(); p != Protocol::none) return fail(Errc::invalid_argument, 0, protocol::refusal(p, false));
         if (state_ != State::ready) return fail(Errc::closed, 0, "send");
         if (in_flight_) {
             outbox_.push_back(m);
@@ -2420,6 +2626,7 @@ public:
     Result<Unit> post(Message&& m) {
         if (!frame_fits(m.media_type().view().size(), m.content().size()))
             return fail(frame_error(m.media_type().view().size(), "send"));
+        if (const Protocol p = m.protocol(); p != Protocol::none) return fail(Errc::invalid_argument, 0, protocol::refusal(p, false));
         if (state_ != State::ready) return fail(Errc::closed, 0, "send");
         if (in_flight_) {
             outbox_.push_back(std::move(m));
@@ -2454,6 +2661,19 @@ public:
         body_off_ = 0;
         moved_ = kept;
         if (keep && !kept) (void)fail_with(Error{Errc::io, ENOMEM, "send: no memory to keep the unsent rest of a message"});
+    }
+    // Server: a reducer's draft response, encoded at once at the end of
+    // the queue (queue_end() before and after says where). Only the draft
+    // the reducer returns is kept (keep_draft()); nothing is written while
+    // a reducer runs, so no draft leaves early. false (nothing appended)
+    // when the frame does not fit the format.
+    std::size_t queue_end() const noexcept { return out_.size(); }
+    bool draft(const Message& m) { return append_frame(out_, m.media_type().view(), m.content()); }
+    // Keeps the draft at [from, to) (none when from == to) right behind
+    // what was queued at `start`, and cuts off every other one.
+    void keep_draft(std::size_t start, std::size_t from, std::size_t to) noexcept {
+        if (from != start && to > from) std::memmove(out_.data() + start, out_.data() + from, to - from);
+        out_.truncate(start + (to - from));
     }
     // Server: a response, encoded at once behind what is queued (the ack).
     Result<Unit> respond(const Message& m) {
@@ -2812,7 +3032,8 @@ class Process {
 public:
     Process(Process&& o) noexcept
         : fd_(std::move(o.fd_)), name_(std::move(o.name_)), config_(std::move(o.config_)), conv_(std::move(o.conv_)),
-          recv_timeout_(o.recv_timeout_), unheard_(o.unheard_), desynchronized_(o.desynchronized_), closed_(o.closed_), moved_(o.moved_) {
+          owner_(o.owner_), recv_timeout_(o.recv_timeout_), unheard_(o.unheard_), desynchronized_(o.desynchronized_),
+          closed_(o.closed_), moved_(o.moved_) {
         o.moved_ = true;
     }
     Process& operator=(Process&& o) noexcept {
@@ -2824,6 +3045,7 @@ public:
             name_ = std::move(o.name_);
             config_ = std::move(o.config_);
             conv_ = std::move(o.conv_);
+            owner_ = o.owner_;
             recv_timeout_ = o.recv_timeout_;
             unheard_ = o.unheard_;
             desynchronized_ = o.desynchronized_;
@@ -2834,6 +3056,8 @@ public:
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
     // Closes properly (bounded by Config::close_timeout) if still open.
+    // In a forked child, only the child's copy of the fd is closed
+    // (docs/design.md, "Handles and fork()").
     ~Process() { finish(); }
 
     const Name& name() const noexcept { return name_; }
@@ -2952,9 +3176,13 @@ public:
 
     // The close handshake: `connection close`, then `close ok` from the
     // server. What is queued before it (a posted message) goes out first.
+    // In a forked child it only closes the child's copy of the fd: the
+    // connection stays the parent's.
     Result<Unit> close(Milliseconds timeout) {
-        alive();
+        unmoved();
+        if (!owner_.here()) cut();
         if (closed_) return Unit{};
+        alive();
         const auto deadline = detail::Deadline::after(timeout);
         // Posted messages go out (each after the previous one's ack) before
         // the close; a desynchronized Process has nothing left to pair.
@@ -3018,9 +3246,14 @@ private:
         return Unit{};
     }
     static Result<Unit> desynchronized(const char* where) { return fail(Errc::desynchronized, 0, where); }
-    void alive() const noexcept {
+    void unmoved() const noexcept {
         IPC_HPP_CONFIG_ASSERT(!moved_, "use of a moved-from Process");
         if (moved_) std::abort();
+    }
+    void alive() const noexcept {
+        unmoved();
+        IPC_HPP_CONFIG_ASSERT(owner_.here_cheaply(), "Process used in a forked child: connect again there");
+        if (!owner_.here_cheaply()) std::abort();
     }
 
     // For step(): handles the events of what was received. Errc::closed
@@ -3195,13 +3428,14 @@ private:
         fd_.reset();
     }
     void finish() noexcept {
-        if (!moved_ && !closed_ && fd_.valid()) (void)close(config_.close_timeout);
+        if (!moved_ && !closed_ && fd_.valid()) (void)close(config_.close_timeout);  // (in a child: cut())
     }
 
     detail::Fd fd_;
     Name name_;
     Config config_;
     detail::Conversation conv_;
+    detail::Owner owner_;  // the process that connected
     // the socket's SO_RCVTIMEO in ms (await_bytes()): -1 none, -2 not
     // known, blocking_unknown: the socket is still non-blocking, poll_only:
     // someone else made it non-blocking (waits use poll())
@@ -3258,17 +3492,97 @@ private:
 };
 }  // namespace detail
 
-// What the reducer decided. Build one from the continuation it was given:
-// respond(carry, message), continue_(carry) (also proceed), close(carry),
-// stop(carry).
+// What the reducer decided: a value, as in the seed. Build one from the
+// continuation the reducer was given: respond(carry, message),
+// continue_(carry), close(carry), stop(carry). Only the one the reducer
+// returns is acted on; any other does nothing.
 namespace detail {
-// Where a serving continuation writes a response: straight into the
-// client's write queue, so a response is never copied into a Message.
-struct ResponseSink {
-    void (*emit)(void* ctx, const Message& m) = nullptr;
-    void (*emit_moved)(void* ctx, Message& m) = nullptr;  // may take m's content
-    void* ctx = nullptr;
+// A reducer call under way on this thread: what a Continuation made for it
+// drafts its response into. A Continuation names its call by serial, so one
+// kept past its call (or used on another thread) is told apart and refused.
+struct Call {
+    Call(Conversation& client, const Message& message, std::size_t limit, bool& in_call) noexcept;
+    ~Call();
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+
+    std::uint64_t serial;
+    Conversation& conv;       // the client's
+    const Message& handled;   // the message being reduced
+    std::size_t start;        // conv.queue_end() when the reducer was called
+    std::size_t limit;        // ServerCore::queue_limit()
+    bool& in_call;            // ServerCore's: the Loop refuses re-entry
+    bool answered = false;    // the returned Continuation was acted on
+    Call* outer;              // the call this one runs inside (another server's)
 };
+struct Calls {
+    Call* current = nullptr;
+    std::uint64_t serial = 0;  // the last one given; 0 names no call
+};
+inline thread_local Calls calls;
+struct Answering;  // what the Loop reads of a Continuation (section 14)
+
+inline Call::Call(Conversation& client, const Message& message, std::size_t lim, bool& flag) noexcept
+    : serial(++calls.serial), conv(client), handled(message), start(client.queue_end()), limit(lim), in_call(flag),
+      outer(calls.current) {
+    calls.current = this;
+    in_call = true;
+}
+inline Call::~Call() {
+    calls.current = outer;
+    in_call = false;
+    if (!answered) conv.keep_draft(start, start, start);  // the reducer threw: none of its drafts is sent
+}
+
+// A response drafted by Continuation::respond().
+struct Reply {
+    enum class Kind : unsigned char {
+        none,
+        draft,       // encoded in the client's queue at [from, to)
+        echo,        // the large message being handled, queued from its own bytes
+        owned,       // kept in the Continuation (built by hand, or large and moved in)
+        too_large,   // does not fit the frame format
+        queue_full,  // the client does not read and its queue is at Config::max_queued_bytes
+        protocol,    // it would read as a protocol message on the wire
+    };
+    Kind kind = Kind::none;
+    Protocol as = Protocol::none;  // for `protocol`
+    std::size_t from = 0, to = 0;
+};
+
+inline Reply draft_reply(Call* call, const Message& m, bool movable) {
+    Reply r;
+    const std::size_t type = m.media_type().view().size(), n = m.content().size();
+    if (const Protocol p = m.protocol(); p != Protocol::none) {
+        r.kind = Reply::Kind::protocol;
+        r.as = p;
+    } else if (!frame_fits(type, n)) {
+        r.kind = Reply::Kind::too_large;
+        r.from = type;  // for the error: which of the two is too long
+    } else if (call == nullptr || (n >= large_content && movable)) {
+        r.kind = Reply::Kind::owned;
+    } else if (n >= large_content && &m == &call->handled) {
+        r.kind = Reply::Kind::echo;
+    } else if (call->conv.wants_write() && (call->conv.queued() >= call->limit || frame_size(type, n) > call->limit - call->conv.queued())) {
+        r.kind = Reply::Kind::queue_full;  // (not encoded: the bound holds while the reducer runs too)
+    } else {
+        r.from = call->conv.queue_end();
+        (void)call->conv.draft(m);  // (it fits: checked above)
+        r.to = call->conv.queue_end();
+        r.kind = Reply::Kind::draft;
+    }
+    return r;
+}
+
+// The Continuation used outside the call it was made for.
+inline Call* bound_call(std::uint64_t serial) noexcept {
+    Call* c = calls.current;
+    if (serial == 0) return nullptr;  // built by hand: it keeps its response
+    IPC_HPP_CONFIG_ASSERT(c != nullptr && c->serial == serial,
+                          "a Continuation used outside its own reducer call (kept past it, or used on another thread)");
+    if (c == nullptr || c->serial != serial) std::abort();
+    return c;
+}
 }  // namespace detail
 
 template <class Carry>
@@ -3276,70 +3590,63 @@ class Continuation {
 public:
     enum class Kind : unsigned char { undecided, respond, proceed, close, stop };
 
+    // Built by hand (outside a reducer, for a test): it keeps a copy of its
+    // response, and a Loop that is given it sends that copy.
     Continuation() = default;
     Continuation(Continuation&&) noexcept(std::is_nothrow_move_constructible<Carry>::value) = default;
     Continuation& operator=(Continuation&&) = default;
-    Continuation(const Continuation& o)
-        : kind_(o.kind_), sent_(o.sent_), sink_(o.sink_), carry_(o.carry_),
-          message_(o.message_ ? new Message(*o.message_) : nullptr) {}
-    Continuation& operator=(const Continuation& o) {
-        if (this != &o) *this = Continuation(o);
-        return *this;
-    }
+    // Move-only: a copy kept past the reducer would answer nobody.
+    Continuation(const Continuation&) = delete;
+    Continuation& operator=(const Continuation&) = delete;
 
-    // Inside serve(), the message is encoded into the client's write queue
-    // at once (no copy is kept, so it may be the message being handled or
-    // a temporary). A large one (64 KiB or more) is not copied at all when
-    // it is the message being handled or is passed as an rvalue: its
-    // content is queued as it is and sent from its own bytes. A
-    // Continuation built by hand keeps a copy instead.
+    // Inside a reducer, the response is encoded into the client's write
+    // queue at once (so `message` may be a temporary, or the message being
+    // handled) and sent only if this Continuation is the one returned. A
+    // large one (64 KiB or more) is not copied at all when it is the
+    // message being handled or is passed as an rvalue: it is sent from its
+    // own bytes. A message that would read as a protocol message on the
+    // wire is refused: the client is dropped (DropReason::invalid_response).
+    // Called on a Continuation kept past its reducer call: abort.
     [[nodiscard]] Continuation respond(Carry carry, const Message& message) const {
-        Continuation c(Kind::respond, std::move(carry), sink_);
-        if (sink_.emit != nullptr) {
-            sink_.emit(sink_.ctx, message);
-            c.sent_ = true;
-        } else {
-            c.message_.reset(new Message(message));
-        }
+        Continuation c(Kind::respond, std::move(carry), serial_);
+        c.reply_ = detail::draft_reply(detail::bound_call(serial_), message, false);
+        if (c.reply_.kind == detail::Reply::Kind::owned) c.message_.reset(new Message(message));
         return c;
     }
     [[nodiscard]] Continuation respond(Carry carry, Message&& message) const {
-        Continuation c(Kind::respond, std::move(carry), sink_);
-        if (sink_.emit != nullptr) {
-            sink_.emit_moved(sink_.ctx, message);  // a large content is queued without a copy
-            c.sent_ = true;
-        } else {
-            c.message_.reset(new Message(std::move(message)));
-        }
+        Continuation c(Kind::respond, std::move(carry), serial_);
+        c.reply_ = detail::draft_reply(detail::bound_call(serial_), message, true);
+        if (c.reply_.kind == detail::Reply::Kind::owned) c.message_.reset(new Message(std::move(message)));
         return c;
     }
-    [[nodiscard]] Continuation continue_(Carry carry) const { return Continuation(Kind::proceed, std::move(carry), sink_); }
+    [[nodiscard]] Continuation continue_(Carry carry) const { return decide(Kind::proceed, std::move(carry)); }
     [[deprecated("use continue_(carry)")]] [[nodiscard]] Continuation proceed(Carry carry) const {
-        return Continuation(Kind::proceed, std::move(carry), sink_);
+        return decide(Kind::proceed, std::move(carry));
     }
-    [[nodiscard]] Continuation close(Carry carry) const { return Continuation(Kind::close, std::move(carry), sink_); }
-    [[nodiscard]] Continuation stop(Carry carry) const { return Continuation(Kind::stop, std::move(carry), sink_); }
+    [[nodiscard]] Continuation close(Carry carry) const { return decide(Kind::close, std::move(carry)); }
+    [[nodiscard]] Continuation stop(Carry carry) const { return decide(Kind::stop, std::move(carry)); }
 
     Kind kind() const noexcept { return kind_; }
     bool decided() const noexcept { return kind_ != Kind::undecided; }
     Carry& carry() noexcept { return carry_.get(); }
-    // The response kept by a Continuation built outside serve().
+    // The response kept by a Continuation built outside a reducer (or a
+    // large one moved in).
     bool has_message() const noexcept { return message_ != nullptr; }
     Message& message() noexcept { return *message_; }
 
 private:
-    friend class Server;
-    explicit Continuation(detail::ResponseSink sink) noexcept : sink_(sink) {}
-    Continuation(Kind k, Carry&& carry, detail::ResponseSink sink = {}) : kind_(k), sink_(sink) {
-        carry_.emplace(std::move(carry));
+    friend struct detail::Answering;
+    explicit Continuation(std::uint64_t serial) noexcept : serial_(serial) {}
+    Continuation(Kind k, Carry&& carry, std::uint64_t serial) : serial_(serial), kind_(k) { carry_.emplace(std::move(carry)); }
+    Continuation decide(Kind k, Carry&& carry) const {
+        (void)detail::bound_call(serial_);
+        return Continuation(k, std::move(carry), serial_);
     }
+    std::uint64_t serial_ = 0;  // the reducer call it was made for; 0: built by hand
     Kind kind_ = Kind::undecided;
-    bool sent_ = false;
-    detail::ResponseSink sink_;
+    detail::Reply reply_;
     detail::Slot<Carry> carry_;
-    // Only a Continuation built outside serve() keeps its response (inside,
-    // respond() has already queued it); a pointer keeps this type small.
-    std::unique_ptr<Message> message_;
+    std::unique_ptr<Message> message_;  // see has_message(); a pointer keeps this type small
 };
 
 namespace detail {
@@ -3353,7 +3660,10 @@ struct StopState {
     Fd wake_write_fd;
     std::atomic<bool> requested{false};
     int wake_write = -1;  // wake_write_fd.get(), read by request()
+    pid_t owner = ::getpid();  // a forked child's request stops nothing (the pipe is its parent's too)
+    bool here() const noexcept { return ::getpid() == owner; }  // (async-signal-safe)
     void request() noexcept {
+        if (!here()) return;
         requested.store(true, std::memory_order_release);
         if (wake_write >= 0) {
             char b = 1;
@@ -3400,6 +3710,7 @@ enum class DropReason : unsigned char {
     handshake_timeout,  // no `start ok` within Config::handshake_timeout
     too_many_connections,  // Config::max_connections were already open
     close_timeout,      // no `close ok` within Config::close_timeout after the reducer's close
+    invalid_response,   // the reducer responded with a protocol message's contents (Errc::invalid_argument)
 };
 
 // The enumerator's own name ("queue_full"); "unknown" outside the enum.
@@ -3416,6 +3727,7 @@ inline const char* to_string(DropReason why) noexcept {
         case DropReason::handshake_timeout: return "handshake_timeout";
         case DropReason::too_many_connections: return "too_many_connections";
         case DropReason::close_timeout: return "close_timeout";
+        case DropReason::invalid_response: return "invalid_response";
     }
     return "unknown";
 }
@@ -3431,10 +3743,17 @@ constexpr int stop_signals[6] = {SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP, SIGA
 // library: a signal handler has no other way to reach a server.
 inline std::atomic<StopState*> signal_target{nullptr};
 
-extern "C" inline void ipc_hpp_on_stop_signal(int) {
+extern "C" inline void ipc_hpp_on_stop_signal(int sig) {
     int saved = errno;
     StopState* s = signal_target.load(std::memory_order_acquire);
-    if (s != nullptr) s->request();
+    if (s != nullptr && !s->here()) {
+        // A forked child that inherited the handler: the signal does what
+        // it would have done there without us.
+        (void)::signal(sig, SIG_DFL);
+        (void)::raise(sig);
+    } else if (s != nullptr) {
+        s->request();
+    }
     errno = saved;
 }
 
@@ -3587,7 +3906,7 @@ struct Connection {
 
 class ServerCore {
 public:
-    explicit ServerCore(ServerState& s) : s_(s) {}
+    explicit ServerCore(std::shared_ptr<ServerState> s) : keep_(std::move(s)), s_(*keep_) {}
     ServerCore(const ServerCore&) = delete;
     ServerCore& operator=(const ServerCore&) = delete;
     ~ServerCore() { close(); }
@@ -3637,7 +3956,7 @@ public:
             return fail(Errc::socket, errno, "rename into place");
         scratch.bound = false;  // moved out: nothing of it is left to remove but the directory
         listener_ = std::move(sock).value();
-        lock_ = std::move(lock).value();
+        lock_ = HeldLock(std::move(lock).value());
         publish_socket(lock_.get(), st);
         dev_ = st.st_dev;
         ino_ = st.st_ino;
@@ -3662,6 +3981,8 @@ public:
     // the file is still ours (never a successor's), then lets the name go.
     // The check and the unlink are two steps: in a directory that passed
     // check_directory() nobody else can put a file between them.
+    // In a forked child (docs/design.md, "Handles and fork()") it only
+    // closes its fds: the socket file and the name are the parent's.
     void close() noexcept {
         conns_.clear();  // closes their fds
         timers_.clear();
@@ -3669,12 +3990,22 @@ public:
         if (listener_.valid()) {
             listener_.reset();
             struct stat st {};
-            if (!adopted_ && ::lstat(s_.path.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) ::unlink(s_.path.c_str());
+            if (!adopted_ && owner_.here() && ::lstat(s_.path.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) ::unlink(s_.path.c_str());
         }
         lock_.reset();
     }
 
     bool finished() const noexcept { return shutting_down_ && (conns_.empty() || now_ >= shutdown_deadline_); }
+    // Whether a reducer of this server is running (the Loop refuses re-entry).
+    bool in_call() const noexcept { return in_call_; }
+    // Whether this is the process that made it (a forked child's copy: not).
+    bool here_cheaply() const noexcept { return owner_.here_cheaply(); }
+    // The Loop's stop(): inside a reducer, once its response is queued, so
+    // that it reaches its client before `connection close`.
+    void stop() {
+        if (in_call_) stop_after_call_ = true;
+        else begin_shutdown();
+    }
 
     // Waits until something is ready or work is due. A signal ends the wait
     // early; the caller's loop then recomputes what is due.
@@ -3769,30 +4100,34 @@ public:
     // What on_message (process()) asks for once its response is queued.
     enum class After : unsigned char { proceed, close, stop };
 
-    // A response from the reducer, encoded behind the ack. The message
-    // being handled, when large, is answered with itself without a copy:
-    // it is moved into the queue once the reducer has returned (settle()),
-    // and copied only if the reducer responds again before that.
-    void respond(Connection& c, const Message& m) {
-        settle(false);
-        if (&m == &scratch_ && m.content().size() >= large_content) {
-            echo_ = &c;
-            return;
+    // Acts on the response the reducer returned (Continuation::respond(),
+    // drafted in `call`): keeps its draft and cuts every other one, or
+    // queues what it names. `owned`: the Continuation's own message.
+    void answer(Connection& c, Call& call, const Reply& r, Message* owned) {
+        call.answered = true;
+        const bool drafted = r.kind == Reply::Kind::draft;
+        c.conv.keep_draft(call.start, drafted ? r.from : call.start, drafted ? r.to : call.start);
+        switch (r.kind) {
+            case Reply::Kind::none: return;
+            case Reply::Kind::draft:
+                // Drafted with the queue-limit check (draft_reply()); what
+                // the reducer drafted and did not return is gone again.
+                return;
+            case Reply::Kind::echo: enqueue(c, std::move(scratch_)); return;
+            case Reply::Kind::owned:
+                if (owned == nullptr) return;
+                if (const Protocol p = owned->protocol(); p != Protocol::none) return refuse(c, p);
+                enqueue(c, std::move(*owned));
+                return;
+            case Reply::Kind::too_large: drop(c, DropReason::message_too_large, frame_error(r.from, "respond")); return;
+            case Reply::Kind::queue_full: drop(c, DropReason::queue_full, Error{Errc::io, ENOBUFS, "write queue full"}); return;
+            case Reply::Kind::protocol: refuse(c, r.as); return;
         }
-        enqueue(c, m);
     }
-    void respond(Connection& c, Message&& m) {
-        settle(false);
-        enqueue(c, std::move(m));
-    }
-    // Queues the deferred echo, if any: moved (the reducer has returned)
-    // or copied (it is still running).
-    void settle(bool reducer_returned) {
-        if (echo_ == nullptr) return;
-        Connection& c = *echo_;
-        echo_ = nullptr;
-        if (reducer_returned) enqueue(c, std::move(scratch_));
-        else enqueue(c, static_cast<const Message&>(scratch_));
+    // A response that would read as a protocol message: the client would
+    // act on it (or wait for its reply forever), so it is dropped instead.
+    void refuse(Connection& c, Protocol p) {
+        drop(c, DropReason::invalid_response, Error{Errc::invalid_argument, 0, protocol::refusal(p, true)});
     }
 
     // Writes what is queued; a write error drops the peer, unless `lost` is
@@ -3966,11 +4301,16 @@ private:
                     c.conv.after_large_frame();  // a large frame's buffer goes before the reducer answers
                     if (s_.config.flush_ack_before_reducer) flush(c);
                     if (!c.dead && c.conv.state() == Conversation::State::ready) {
-                        echo_ = nullptr;  // (one left by a reducer that threw is not sent)
-                        const After after = on_message(c, scratch_);
-                        settle(true);  // the reducer returned: its response goes before a close
+                        After after;
+                        {
+                            Call call(c.conv, scratch_, queue_limit(), in_call_);  // (its end cuts the drafts of a reducer that threw)
+                            after = on_message(c, scratch_, call);  // its response is queued when it returns
+                        }
                         if (after == After::close) close_client(c);
-                        if (after == After::stop) begin_shutdown();
+                        if (after == After::stop || stop_after_call_) {
+                            stop_after_call_ = false;
+                            begin_shutdown();
+                        }
                         now_ = now_ms();  // the reducer may have taken long: what is written next is stamped now
                     }
                     // A large message's string is not kept here for the next
@@ -4125,9 +4465,11 @@ private:
         return Unit{};
     }
 
-    ServerState& s_;
+    std::shared_ptr<ServerState> keep_;  // a Loop keeps its server's state alive
+    ServerState& s_;                     // *keep_
+    Owner owner_;                        // the process that opened it
     Fd listener_;
-    Fd lock_;  // holds NAME.lock while serving
+    HeldLock lock_;  // holds NAME.lock while serving
     dev_t dev_ = 0;
     ino_t ino_ = 0;
     bool adopted_ = false;  // listener_ is a supervisor's socket: see adopt()
@@ -4138,12 +4480,43 @@ private:
     std::size_t freed_untrimmed_ = 0;  // see give_back()
     std::int64_t trimmed_at_ = 0;
     Message scratch_;                  // the message being reduced
-    Connection* echo_ = nullptr;       // answered with scratch_ itself; see respond()
+    bool in_call_ = false;             // a reducer is running (see Call)
+    bool stop_after_call_ = false;     // stop() was called inside it
     std::int64_t now_ = 0;
     std::int64_t last_activity_ = 0;
     std::int64_t shutdown_deadline_ = 0;
     std::int64_t accept_paused_until_ = 0;
     bool shutting_down_ = false;
+};
+
+// What the Loop reads of a Continuation: it makes the reducer's, and acts
+// on the one returned.
+struct Answering {
+    template <class Carry>
+    static Continuation<Carry> make(std::uint64_t serial) noexcept {
+        return Continuation<Carry>(serial);
+    }
+    // Keeps the returned decision's carry and queues its response; what
+    // the server does next.
+    template <class Carry>
+    static ServerCore::After act(ServerCore& core, Connection& c, Call& call, Continuation<Carry>& next, Carry& carry) {
+        IPC_HPP_CONFIG_ASSERT(next.decided(), "the reducer returned a Continuation it did not decide");
+        if (!next.decided()) std::abort();
+        IPC_HPP_CONFIG_ASSERT(next.serial_ == call.serial || next.serial_ == 0,
+                              "the reducer returned a Continuation made for another reducer call");
+        if (next.serial_ != call.serial && next.serial_ != 0) std::abort();
+        carry = std::move(next.carry());
+        using K = typename Continuation<Carry>::Kind;
+        core.answer(c, call, next.kind_ == K::respond ? next.reply_ : Reply{}, next.message_.get());
+        switch (next.kind_) {
+            case K::close: return ServerCore::After::close;
+            case K::stop: return ServerCore::After::stop;
+            case K::respond:
+            case K::proceed:
+            case K::undecided: break;
+        }
+        return ServerCore::After::proceed;
+    }
 };
 
 template <class R, class Carry>
@@ -4220,7 +4593,9 @@ public:
     // The same loop, driven by yours: start() binds and returns a Loop;
     // call interest() for the fds to watch and the timeout, poll them with
     // your own fds, then step() with the results, until finished(); then
-    // finish() gives the carried value. The Server must outlive the Loop.
+    // finish() gives the carried value. The Loop keeps what it serves
+    // alive: the Server may go first (listen(...).and_then([](Server s) {
+    // return s.start(...); }) is fine).
     template <class Carry, class Reducer>
     class Loop;
     template <class Carry, class Reducer>
@@ -4253,7 +4628,7 @@ public:
 
 private:
     friend class Ipc;
-    explicit Server(std::unique_ptr<detail::ServerState> s) : s_(std::move(s)) {}
+    explicit Server(std::shared_ptr<detail::ServerState> s) noexcept : s_(std::move(s)) {}
     static Result<Server> make(Name name, std::string path, Config config, Milliseconds timeout, detail::Fd given) {
         int fds[2];
 #if IPC_HPP_HAVE_SOCK_CLOEXEC  // pipe2() came with SOCK_CLOEXEC: no window for a fork+exec to inherit it
@@ -4265,7 +4640,7 @@ private:
         if (!detail::set_nonblock_cloexec(fds[0]) || !detail::set_nonblock_cloexec(fds[1])) return fail(Errc::socket, errno, "fcntl");
 #endif
         auto stop = std::make_shared<detail::StopState>(std::move(wake_read), std::move(wake_write));
-        auto state = std::unique_ptr<detail::ServerState>(
+        auto state = std::shared_ptr<detail::ServerState>(
             new detail::ServerState(std::move(name), std::move(path), std::move(config), timeout, std::move(stop)));
         state->given = std::move(given);
         return Result<Server>(Server(std::move(state)));
@@ -4275,161 +4650,150 @@ private:
         if (s_ == nullptr) std::abort();
         return s_.get();
     }
-    std::unique_ptr<detail::ServerState> s_;
+    std::shared_ptr<detail::ServerState> s_;  // shared with its Loop, which may outlive it
 };
 
 template <class Carry, class Reducer>
 class Server::Loop {
 public:
-    Loop(Loop&& o) noexcept
-        : core_(std::move(o.core_)), signals_(std::move(o.signals_)), target_(std::move(o.target_)),
-          carry_(std::move(o.carry_)), reducer_(std::move(o.reducer_)), moved_(o.moved_) {
-        o.moved_ = true;
-    }
+    // A Loop is one pointer: moving it (swap, a std::vector of them) moves
+    // nothing else, and never the reducer.
+    Loop(Loop&& o) noexcept : b_(std::move(o.b_)) {}
     Loop& operator=(Loop&& o) noexcept {
         if (this != &o) {
-            close();
-            core_ = std::move(o.core_);
-            signals_ = std::move(o.signals_);
-            target_ = std::move(o.target_);
-            carry_ = std::move(o.carry_);
-            reducer_ = std::move(o.reducer_);
-            moved_ = o.moved_;
-            o.moved_ = true;
+            end();
+            b_ = std::move(o.b_);
         }
         return *this;
     }
     Loop(const Loop&) = delete;
     Loop& operator=(const Loop&) = delete;
-    ~Loop() { close(); }
+    ~Loop() { end(); }
 
     // The fds to watch and their events (an fd of -1 is to be skipped, as
     // poll() does), and in timeout_ms when the loop needs to run again even
     // if nothing is ready. Valid until the next call.
     const std::vector<struct pollfd>& interest(int& timeout_ms) {
-        usable();
-        if (!core_) {
+        Body& b = here();
+        if (!b.open) {
             timeout_ms = 0;
-            return none_;
+            return b.none;
         }
-        return core_->prepare(timeout_ms);
+        return b.core.prepare(timeout_ms);
     }
     // Does the ready work: pass what interest() gave, with revents filled,
-    // in the same order. Never blocks.
+    // in the same order. Never blocks. Not from inside the reducer (abort).
     void step(const struct pollfd* fds, std::size_t n) {
-        usable();
-        if (!core_) return;
-        core_->absorb(fds, n);
-        run();
+        Body& b = outside("Server::Loop::step() called from inside its own reducer");
+        if (!b.open) return;
+        b.core.absorb(fds, n);
+        run(b);
     }
     void step(const std::vector<struct pollfd>& fds) { step(fds.data(), fds.size()); }
     // Polls by itself (at most until the next due work), then does the work.
     void step() {
-        usable();
-        if (!core_) return;
-        core_->wait();
-        run();
+        Body& b = outside("Server::Loop::step() called from inside its own reducer");
+        if (!b.open) return;
+        b.core.wait();
+        run(b);
     }
     bool finished() const noexcept {
-        usable();
-        return !core_ || core_->finished();
+        const Body& b = usable();
+        return !b.open || b.core.finished();
     }
-    // Stops gracefully (like the stop handle); keep stepping until finished().
+    // Stops gracefully (like the stop handle); keep stepping until
+    // finished(). Inside the reducer, the stop begins once the response it
+    // returns is queued: that response reaches its client first.
     void stop() noexcept {
-        usable();
-        if (core_) core_->begin_shutdown();
+        Body& b = here();
+        if (b.open) b.core.stop();
     }
     // Closes everything (at once, if not finished) and gives the carry.
+    // Not from inside the reducer (abort). In a forked child it only closes
+    // the child's copies of the fds (docs/design.md, "Handles and fork()").
     Result<Carry> finish() {
-        usable();
-        close();
-        IPC_HPP_CONFIG_ASSERT(carry_.full(), "Server::Loop::finish() called twice");
-        if (!carry_.full()) std::abort();
-        Result<Carry> out(std::move(carry_.get()));
-        carry_.reset();
+        Body& b = usable();
+        refuse_in_call(b, "Server::Loop::finish() called from inside its own reducer");
+        close(b);
+        IPC_HPP_CONFIG_ASSERT(b.carry.full(), "Server::Loop::finish() called twice");
+        if (!b.carry.full()) std::abort();
+        Result<Carry> out(std::move(b.carry.get()));
+        b.carry.reset();
         return out;
     }
 
 private:
     friend class Server;
-    struct Target {
-        detail::ServerCore* core = nullptr;
-        detail::Connection* conn = nullptr;
-    };
-    Loop(std::unique_ptr<detail::ServerCore> core, Carry carry, Reducer reducer)
-        : core_(std::move(core)), target_(new Target()), reducer_(std::move(reducer)) {
-        carry_.emplace(std::move(carry));
-        target_->core = core_.get();
-    }
-    void usable() const noexcept {
-        IPC_HPP_CONFIG_ASSERT(!moved_, "use of a moved-from Server::Loop");
-        if (moved_) std::abort();
-    }
-    void close() noexcept {
-        if (core_) {
-            core_->close();
-            core_.reset();
+    // Everything the Loop runs, in one place that does not move: the core
+    // (which keeps the server's state alive), the signal handlers, the
+    // carry and the reducer.
+    struct Body {
+        Body(std::shared_ptr<detail::ServerState> s, Carry c, Reducer r) : core(std::move(s)), reducer(std::move(r)) {
+            carry.emplace(std::move(c));
         }
-        signals_.reset();
+        detail::ServerCore core;
+        detail::SignalGuard signals;
+        detail::Slot<Carry> carry;
+        Reducer reducer;
+        bool open = false;                // listening (false: finished, or a sticky stop)
+        std::vector<struct pollfd> none;  // the interest of a finished loop
+    };
+    explicit Loop(std::unique_ptr<Body> b) noexcept : b_(std::move(b)) {}
+
+    Body& usable() const noexcept {
+        IPC_HPP_CONFIG_ASSERT(b_ != nullptr, "use of a moved-from Server::Loop");
+        if (b_ == nullptr) std::abort();
+        return *b_;
     }
-    void run() {
-        Target* target = target_.get();
-        // respond() inside the reducer encodes straight into this client's queue.
-        const detail::ResponseSink sink{[](void* ctx, const Message& m) {
-                                            auto* t = static_cast<Target*>(ctx);
-                                            t->core->respond(*t->conn, m);
-                                        },
-                                        [](void* ctx, Message& m) {
-                                            auto* t = static_cast<Target*>(ctx);
-                                            t->core->respond(*t->conn, std::move(m));
-                                        },
-                                        target};
-        detail::ServerCore& core = *core_;
-        core.process([&](detail::Connection& c, const Message& m) {
-            target->conn = &c;
+    Body& here() const noexcept {
+        Body& b = usable();
+        IPC_HPP_CONFIG_ASSERT(b.core.here_cheaply(), "Server::Loop used in a forked child: only dropping it is allowed there");
+        if (!b.core.here_cheaply()) std::abort();
+        return b;
+    }
+    Body& outside(const char* what) const noexcept {
+        Body& b = here();
+        refuse_in_call(b, what);
+        return b;
+    }
+    static void refuse_in_call(const Body& b, const char* what) noexcept {
+        IPC_HPP_CONFIG_ASSERT(!b.core.in_call(), what);
+        if (b.core.in_call()) std::abort();
+    }
+    static void close(Body& b) noexcept {
+        b.core.close();
+        b.signals.restore();
+        b.open = false;
+    }
+    void end() noexcept {
+        if (b_ == nullptr) return;
+        refuse_in_call(*b_, "Server::Loop destroyed from inside its own reducer");
+        close(*b_);
+        b_.reset();
+    }
+    // Body& b, not *this: the reducer may move the Loop away meanwhile.
+    static void run(Body& b) {
+        b.core.process([&b](detail::Connection& c, const Message& m, detail::Call& call) {
             Continuation<Carry> next =
-                detail::call_reducer(reducer_, m, Continuation<Carry>(sink), std::move(carry_.get()), c.peer);
-            IPC_HPP_CONFIG_ASSERT(next.decided(), "the reducer returned a Continuation it did not decide");
-            if (!next.decided()) std::abort();
-            carry_.get() = std::move(next.carry());
-            using After = detail::ServerCore::After;
-            switch (next.kind()) {
-                case Continuation<Carry>::Kind::respond:
-                    if (next.has_message()) core.respond(c, std::move(next.message()));
-                    return After::proceed;
-                case Continuation<Carry>::Kind::close: return After::close;
-                case Continuation<Carry>::Kind::stop: return After::stop;
-                case Continuation<Carry>::Kind::proceed:
-                case Continuation<Carry>::Kind::undecided: break;
-            }
-            return After::proceed;
+                detail::call_reducer(b.reducer, m, detail::Answering::make<Carry>(call.serial), std::move(b.carry.get()), c.peer);
+            return detail::Answering::act(b.core, c, call, next, b.carry.get());
         });
     }
 
-    std::unique_ptr<detail::ServerCore> core_;
-    std::unique_ptr<detail::SignalGuard> signals_;
-    std::unique_ptr<Target> target_;
-    detail::Slot<Carry> carry_;
-    Reducer reducer_;
-    bool moved_ = false;
-    std::vector<struct pollfd> none_;  // the interest of a finished loop
+    std::unique_ptr<Body> b_;  // null: moved from
 };
 
 template <class Carry, class Reducer>
 Result<Server::Loop<Carry, Reducer>> Server::start(Carry carry, Reducer reducer) {
     using L = Loop<Carry, Reducer>;
-    if (state()->stop.requested.load(std::memory_order_acquire)) {
-        return Result<L>(L(nullptr, std::move(carry), std::move(reducer)));  // sticky stop: already finished
-    }
-    auto core = std::unique_ptr<detail::ServerCore>(new detail::ServerCore(*state()));
-    auto opened = core->open();
+    detail::ServerState& s = *state();
+    std::unique_ptr<typename L::Body> b(new typename L::Body(s_, std::move(carry), std::move(reducer)));
+    if (s.stop.requested.load(std::memory_order_acquire)) return Result<L>(L(std::move(b)));  // sticky stop: already finished
+    auto opened = b->core.open();
     if (!opened) return fail(opened.error());
-    L loop(std::move(core), std::move(carry), std::move(reducer));
-    if (state()->handle_signals) {
-        loop.signals_.reset(new detail::SignalGuard());
-        loop.signals_->install(&state()->stop);
-    }
-    return Result<L>(std::move(loop));
+    b->open = true;
+    if (s.handle_signals) b->signals.install(&s.stop);
+    return Result<L>(L(std::move(b)));
 }
 
 template <class Carry, class Reducer>

@@ -38,7 +38,7 @@ TEST_CASE_FIXTURE(Case, "client: Process::wait with and without a timeout") {
     int gate[2];
     REQUIRE(::pipe2(gate, O_CLOEXEC) == 0);
     auto reducer = [&gate](const ipc::Message& m, ipc::Continuation<int> c, int n) {
-        if (m.content() != "later") return CommandReducer{}(m, c, n, ipc::Peer{});
+        if (m.content() != "later") return CommandReducer{}(m, std::move(c), n, ipc::Peer{});
         struct pollfd pfd {};
         pfd.fd = gate[0];
         pfd.events = POLLIN;

@@ -170,7 +170,7 @@ TEST_CASE_FIXTURE(Case, "server: without handle_signals no disposition changes, 
 
 TEST_CASE("server: to_string names each drop reason by its enumerator") {
     std::set<std::string> seen;
-    const int last = static_cast<int>(ipc::DropReason::close_timeout);
+    const int last = static_cast<int>(ipc::DropReason::invalid_response);
     for (int r = 0; r <= last; ++r) {
         const std::string n = ipc::to_string(static_cast<ipc::DropReason>(r));
         CHECK(n != "unknown");

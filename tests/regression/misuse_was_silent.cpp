@@ -8,36 +8,6 @@
 
 using namespace ipc_test;
 
-namespace {
-
-// Runs body in a child; "abort: <stderr's first line>" when it aborted.
-template <class Body>
-std::string outcome_of_misuse(Body body) {
-    int err[2];
-    const pid_t pid = fork_with_pipe(err);
-    if (pid == 0) {
-        ::dup2(err[1], STDERR_FILENO);
-        ::signal(SIGABRT, SIG_DFL);
-        ::alarm(10);
-        body();
-        ::_exit(0);
-    }
-    ::close(err[1]);
-    std::string text;
-    char buf[512];
-    ssize_t n;
-    while ((n = ::read(err[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
-    ::close(err[0]);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT) return "abort: " + text.substr(0, text.find('\n'));
-    if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-    return "exit " + std::to_string(WEXITSTATUS(status));
-}
-
-}  // namespace
-
 TEST_SUITE("regression") {
 
 TEST_CASE("regression: a StopHandle that outlives its Server writes to no other file") {

@@ -1,4 +1,4 @@
-// A child process (fork, wait, kill) whose result comes back through a pipe (spawn, fork_with_pipe), and Pipe, one byte for "now".
+// A child process (fork, wait, kill) whose result comes back through a pipe (spawn, fork_with_pipe), outcome_of_misuse (a child that should abort), and Pipe, one byte for "now".
 #ifndef IPC_HPP_TESTS_SUPPORT_CHILD_HPP
 #define IPC_HPP_TESTS_SUPPORT_CHILD_HPP
 
@@ -172,6 +172,34 @@ Child spawn(Body body, unsigned alarm_s = 20) {
     ::close(p[1]);
     return Child(pid, p[0]);
 }
+
+// Runs body in a child (for misuse that aborts): "abort: <stderr's first
+// line>" when it aborted, "signal N" or "exit N" otherwise.
+template <class Body>
+std::string outcome_of_misuse(Body body) {
+    int err[2];
+    const pid_t pid = fork_with_pipe(err);
+    if (pid == 0) {
+        ::dup2(err[1], STDERR_FILENO);
+        ::signal(SIGABRT, SIG_DFL);
+        ::alarm(10);
+        body();
+        ::_exit(0);
+    }
+    ::close(err[1]);
+    std::string text;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(err[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    ::close(err[0]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT) return "abort: " + text.substr(0, text.find('\n'));
+    if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+    return "exit " + std::to_string(WEXITSTATUS(status));
+}
+
 
 // A pipe between the test and its children or threads: one byte says "now"
 // (a child's "I am there", a gate the test opens). Pipe{O_CLOEXEC |
