@@ -797,6 +797,10 @@ inline Protocol classify(std::string_view type, std::string_view body) noexcept 
     return body == content(p) && type == media_type ? p : Protocol::none;
 }
 
+// Whether a content of n bytes may be a protocol message's (21, 28 or 31
+// bytes): the check the hot paths make before classify().
+constexpr bool may_be_protocol(std::size_t n) noexcept { return n == 21 || n == 28 || n == 31; }
+
 // Why an application message with a protocol message's media type and
 // content is refused (docs/php.md): on the wire it *is* that protocol
 // message, so a peer would act on it. For Error::where: static strings.
@@ -1754,8 +1758,8 @@ public:
     // Whether this is still that process (a getpid() where fork() is not watched).
     bool here() const noexcept { return watched_ ? forks_ == fork_count.load(std::memory_order_relaxed) : ::getpid() == pid_; }
     // The same for the hot paths, at the cost of a load: true where it
-    // cannot be told without a system call.
-    bool here_cheaply() const noexcept { return !watched_ || forks_ == fork_count.load(std::memory_order_relaxed); }
+    // cannot be told without a system call (unwatched, the count stays 0).
+    bool here_cheaply() const noexcept { return forks_ == fork_count.load(std::memory_order_relaxed); }
 
 private:
     bool watched_;
@@ -2611,7 +2615,7 @@ public:
     Result<Unit> post(const Message& m) {
         if (!frame_fits(m.media_type().view().size(), m.content().size()))
             return fail(frame_error(m.media_type().view().size(), "send"));
-        if (const Protocol p = m.protocol(); p != Protocol::none) return fail(Errc::invalid_argument, 0, protocol::refusal(p, false));
+        if (protocol::may_be_protocol(m.content().size()) && m.is_protocol()) return fail(Errc::invalid_argument, 0, protocol::refusal(m.protocol(), false));
         if (state_ != State::ready) return fail(Errc::closed, 0, "send");
         if (in_flight_) {
             outbox_.push_back(m);
@@ -2626,7 +2630,7 @@ public:
     Result<Unit> post(Message&& m) {
         if (!frame_fits(m.media_type().view().size(), m.content().size()))
             return fail(frame_error(m.media_type().view().size(), "send"));
-        if (const Protocol p = m.protocol(); p != Protocol::none) return fail(Errc::invalid_argument, 0, protocol::refusal(p, false));
+        if (protocol::may_be_protocol(m.content().size()) && m.is_protocol()) return fail(Errc::invalid_argument, 0, protocol::refusal(m.protocol(), false));
         if (state_ != State::ready) return fail(Errc::closed, 0, "send");
         if (in_flight_) {
             outbox_.push_back(std::move(m));
@@ -2665,10 +2669,9 @@ public:
     // Server: a reducer's draft response, encoded at once at the end of
     // the queue (queue_end() before and after says where). Only the draft
     // the reducer returns is kept (keep_draft()); nothing is written while
-    // a reducer runs, so no draft leaves early. false (nothing appended)
-    // when the frame does not fit the format.
+    // a reducer runs, so no draft leaves early.
     std::size_t queue_end() const noexcept { return out_.size(); }
-    bool draft(const Message& m) { return append_frame(out_, m.media_type().view(), m.content()); }
+    void draft(const Message& m) { (void)append_frame(out_, m.media_type().view(), m.content()); }  // (it fits: checked)
     // Keeps the draft at [from, to) (none when from == to) right behind
     // what was queued at `start`, and cuts off every other one.
     void keep_draft(std::size_t start, std::size_t from, std::size_t to) noexcept {
@@ -3553,9 +3556,9 @@ struct Reply {
 inline Reply draft_reply(Call* call, const Message& m, bool movable) {
     Reply r;
     const std::size_t type = m.media_type().view().size(), n = m.content().size();
-    if (const Protocol p = m.protocol(); p != Protocol::none) {
+    if (protocol::may_be_protocol(n) && m.is_protocol()) {
         r.kind = Reply::Kind::protocol;
-        r.as = p;
+        r.as = m.protocol();
     } else if (!frame_fits(type, n)) {
         r.kind = Reply::Kind::too_large;
         r.from = type;  // for the error: which of the two is too long
@@ -3567,7 +3570,7 @@ inline Reply draft_reply(Call* call, const Message& m, bool movable) {
         r.kind = Reply::Kind::queue_full;  // (not encoded: the bound holds while the reducer runs too)
     } else {
         r.from = call->conv.queue_end();
-        (void)call->conv.draft(m);  // (it fits: checked above)
+        call->conv.draft(m);
         r.to = call->conv.queue_end();
         r.kind = Reply::Kind::draft;
     }
@@ -3906,7 +3909,7 @@ struct Connection {
 
 class ServerCore {
 public:
-    explicit ServerCore(std::shared_ptr<ServerState> s) : keep_(std::move(s)), s_(*keep_) {}
+    explicit ServerCore(std::shared_ptr<ServerState> s) : keep_(std::move(s)), s_(*keep_), queue_limit_(limit_of(s_.config)) {}
     ServerCore(const ServerCore&) = delete;
     ServerCore& operator=(const ServerCore&) = delete;
     ~ServerCore() { close(); }
@@ -4105,14 +4108,14 @@ public:
     // queues what it names. `owned`: the Continuation's own message.
     void answer(Connection& c, Call& call, const Reply& r, Message* owned) {
         call.answered = true;
-        const bool drafted = r.kind == Reply::Kind::draft;
-        c.conv.keep_draft(call.start, drafted ? r.from : call.start, drafted ? r.to : call.start);
+        if (r.kind == Reply::Kind::draft) {  // (the queue limit was checked by draft_reply())
+            c.conv.keep_draft(call.start, r.from, r.to);
+            return;
+        }
+        c.conv.keep_draft(call.start, call.start, call.start);  // none of the drafts is sent
         switch (r.kind) {
-            case Reply::Kind::none: return;
-            case Reply::Kind::draft:
-                // Drafted with the queue-limit check (draft_reply()); what
-                // the reducer drafted and did not return is gone again.
-                return;
+            case Reply::Kind::none:
+            case Reply::Kind::draft: return;
             case Reply::Kind::echo: enqueue(c, std::move(scratch_)); return;
             case Reply::Kind::owned:
                 if (owned == nullptr) return;
@@ -4176,9 +4179,10 @@ private:
 
     // What a peer that does not read may leave queued (after a send that
     // wrote what the socket took) before it is dropped.
-    std::size_t queue_limit() const noexcept {
-        if (s_.config.max_queued_bytes != 0) return s_.config.max_queued_bytes;
-        const std::size_t frame = frame_size(0xFFFF, s_.config.max_message_size);
+    std::size_t queue_limit() const noexcept { return queue_limit_; }
+    static std::size_t limit_of(const Config& config) noexcept {
+        if (config.max_queued_bytes != 0) return config.max_queued_bytes;
+        const std::size_t frame = frame_size(0xFFFF, config.max_message_size);
         const std::size_t slack = std::size_t{1} << 20;
         return frame > SIZE_MAX - slack ? SIZE_MAX : frame + slack;  // saturates on a 32-bit size_t
     }
@@ -4468,6 +4472,7 @@ private:
     std::shared_ptr<ServerState> keep_;  // a Loop keeps its server's state alive
     ServerState& s_;                     // *keep_
     Owner owner_;                        // the process that opened it
+    std::size_t queue_limit_;            // see queue_limit()
     Fd listener_;
     HeldLock lock_;  // holds NAME.lock while serving
     dev_t dev_ = 0;
@@ -4507,7 +4512,8 @@ struct Answering {
         if (next.serial_ != call.serial && next.serial_ != 0) std::abort();
         carry = std::move(next.carry());
         using K = typename Continuation<Carry>::Kind;
-        core.answer(c, call, next.kind_ == K::respond ? next.reply_ : Reply{}, next.message_.get());
+        static const Reply no_reply{};
+        core.answer(c, call, next.kind_ == K::respond ? next.reply_ : no_reply, next.message_.get());
         switch (next.kind_) {
             case K::close: return ServerCore::After::close;
             case K::stop: return ServerCore::After::stop;
