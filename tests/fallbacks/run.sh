@@ -9,6 +9,7 @@
 #   IPC_HPP_HAVE_PROC_NET_UNIX=0  liveness by connecting, not /proc/net/unix
 #   IPC_HPP_HAVE_INOTIFY=0        Ipc::wait polls with a backoff
 #   IPC_HPP_HAVE_MALLOC_TRIM=0    idle buffers freed, no malloc_trim() (non-glibc)
+#   IPC_HPP_HAVE_PTHREAD_ATFORK=0 a forked child told by getpid() on close only, its lock copies kept
 # That is meson's -Dfallbacks=true (meson.build adds these defines to
 # every target, tests/meson.build to the strict compiles too).
 #
@@ -45,7 +46,7 @@ if ! meson setup "$build_dir" -Dfallbacks=true \
     finish 1
 fi
 # The defines really are on the command line of every compile.
-for feature in ACCEPT4 SOCK_CLOEXEC MSG_NOSIGNAL SO_PEERCRED PROC_NET_UNIX INOTIFY MALLOC_TRIM; do
+for feature in ACCEPT4 SOCK_CLOEXEC MSG_NOSIGNAL SO_PEERCRED PROC_NET_UNIX INOTIFY MALLOC_TRIM PTHREAD_ATFORK; do
     if ! grep -q -- "-DIPC_HPP_HAVE_$feature=0" "$build_dir/compile_commands.json"; then
         echo "fallbacks: IPC_HPP_HAVE_$feature=0 is not in the build's compile commands" >&2
         finish 1

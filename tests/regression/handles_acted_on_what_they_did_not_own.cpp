@@ -265,8 +265,10 @@ TEST_CASE_FIXTURE(Case, "regression: a forked child dropping or finishing its co
               auto p = ipc.get(name);
               return p ? ping(*p) : std::string("get");
           }) == "pong");
+#if IPC_HPP_HAVE_PTHREAD_ATFORK  // (without, only close() and the destructor tell a child, by getpid())
     // Stepping it there is refused.
     CHECK(outcome_of_misuse([&] { loop->stop(); }).find("abort: ipc.hpp: Server::Loop used in a forked child") == 0);
+#endif
     (void)loop->finish();
     CHECK_FALSE(file_exists(path));
 }
@@ -283,8 +285,10 @@ TEST_CASE_FIXTURE(ServedCase, "regression: a forked child's copy of a Process cl
     Child closed = spawn([&] { return "closed " + outcome(p->close()); });
     CHECK(closed.result() == "closed value");
     CHECK(ping(*p) == "pong");
+#if IPC_HPP_HAVE_PTHREAD_ATFORK  // (without, only close() and the destructor tell a child, by getpid())
     CHECK(outcome_of_misuse([&] { (void)p->send(ipc::Message::text("x")); })
               .find("abort: ipc.hpp: Process used in a forked child: connect again there") == 0);
+#endif
     CHECK(ping(*p) == "pong");
     CHECK(ask(*p, "count") == "5");
 }
