@@ -2171,9 +2171,10 @@ inline Result<Fd> take_name_lock(const std::string& path, mode_t socket_mode) {
     return owned;
 }
 
-// Records, in the lock file, which socket file is the server's: written
-// once the socket is in place, so an observer never takes a stale file for
-// a starting server's.
+// Records, in the lock file, which socket file is the server's (its device
+// and inode): an observer never takes a stale file for a starting server's.
+// Written just before the socket is renamed into place, so that a file
+// found in place is already named here.
 inline void publish_socket(int lock_fd, const struct stat& st) noexcept {
     char text[64];
     const int n = std::snprintf(text, sizeof text, "%llu %llu\n", static_cast<unsigned long long>(st.st_dev),
@@ -3955,12 +3956,15 @@ public:
         if (::fstatat(scratch.fd.get(), "s", &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISSOCK(st.st_mode))
             return fail(Errc::socket, errno != 0 ? errno : EINVAL, "fstatat");
         if (::listen(sock->get(), SOMAXCONN) != 0) return fail(Errc::socket, errno, "listen");
+        // Published before the rename (which keeps the inode): an observer
+        // that finds the file in place finds it named in the lock too, so
+        // it never falls back to a connect probe (a client we would count).
+        lock_ = HeldLock(std::move(lock).value());
+        publish_socket(lock_.get(), st);
         if (::renameat(scratch.fd.get(), "s", scratch.parent.get(), (s_.name.str() + ".sock").c_str()) != 0)
             return fail(Errc::socket, errno, "rename into place");
         scratch.bound = false;  // moved out: nothing of it is left to remove but the directory
         listener_ = std::move(sock).value();
-        lock_ = HeldLock(std::move(lock).value());
-        publish_socket(lock_.get(), st);
         dev_ = st.st_dev;
         ino_ = st.st_ino;
         return opened();
