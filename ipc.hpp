@@ -3611,24 +3611,35 @@ public:
     // own bytes. A message that would read as a protocol message on the
     // wire is refused: the client is dropped (DropReason::invalid_response).
     // Called on a Continuation kept past its reducer call: abort.
-    [[nodiscard]] Continuation respond(Carry carry, const Message& message) const {
+    // The carry is taken by reference and moved from only once every
+    // argument has been evaluated: `k.respond(std::move(seen),
+    // Message::text(describe(seen)))` describes the carry, on every compiler
+    // (taken by value, clang moved it out first and described an empty one).
+    [[nodiscard]] Continuation respond(Carry&& carry, const Message& message) const {
         Continuation c(Kind::respond, std::move(carry), serial_);
         c.reply_ = detail::draft_reply(detail::bound_call(serial_), message, false);
         if (c.reply_.kind == detail::Reply::Kind::owned) c.message_.reset(new Message(message));
         return c;
     }
-    [[nodiscard]] Continuation respond(Carry carry, Message&& message) const {
+    [[nodiscard]] Continuation respond(Carry&& carry, Message&& message) const {
         Continuation c(Kind::respond, std::move(carry), serial_);
         c.reply_ = detail::draft_reply(detail::bound_call(serial_), message, true);
         if (c.reply_.kind == detail::Reply::Kind::owned) c.message_.reset(new Message(std::move(message)));
         return c;
     }
-    [[nodiscard]] Continuation continue_(Carry carry) const { return decide(Kind::proceed, std::move(carry)); }
+    [[nodiscard]] Continuation respond(const Carry& carry, const Message& message) const { return respond(Carry(carry), message); }
+    [[nodiscard]] Continuation respond(const Carry& carry, Message&& message) const {
+        return respond(Carry(carry), std::move(message));
+    }
+    [[nodiscard]] Continuation continue_(Carry&& carry) const { return decide(Kind::proceed, std::move(carry)); }
+    [[nodiscard]] Continuation continue_(const Carry& carry) const { return decide(Kind::proceed, Carry(carry)); }
     [[deprecated("use continue_(carry)")]] [[nodiscard]] Continuation proceed(Carry carry) const {
         return decide(Kind::proceed, std::move(carry));
     }
-    [[nodiscard]] Continuation close(Carry carry) const { return decide(Kind::close, std::move(carry)); }
-    [[nodiscard]] Continuation stop(Carry carry) const { return decide(Kind::stop, std::move(carry)); }
+    [[nodiscard]] Continuation close(Carry&& carry) const { return decide(Kind::close, std::move(carry)); }
+    [[nodiscard]] Continuation close(const Carry& carry) const { return decide(Kind::close, Carry(carry)); }
+    [[nodiscard]] Continuation stop(Carry&& carry) const { return decide(Kind::stop, std::move(carry)); }
+    [[nodiscard]] Continuation stop(const Carry& carry) const { return decide(Kind::stop, Carry(carry)); }
 
     Kind kind() const noexcept { return kind_; }
     bool decided() const noexcept { return kind_ != Kind::undecided; }

@@ -432,3 +432,25 @@ TEST_CASE_FIXTURE(Case, "regression: Loops with a lambda reducer move-assign, sw
 }
 
 }  // TEST_SUITE
+
+// 0.2 took the carry by value: in `k.respond(std::move(seen),
+// Message::text(describe(seen)))` clang moved the carry into the parameter
+// before it built the message, which then described an empty carry (g++
+// happened to evaluate right to left). Taken by reference now, it is moved
+// only once every argument is built. (Fails on 0.2 built with clang.)
+TEST_CASE_FIXTURE(Case, "regression: respond(std::move(carry), f(carry)) sees the carry, not a moved-from one") {
+    using Seen = std::vector<std::string>;
+    auto reducer = [](const ipc::Message& m, ipc::Continuation<Seen> k, Seen seen) {
+        if (m.content() == "bye") return k.stop(std::move(seen));
+        seen.push_back(m.content());
+        return k.respond(std::move(seen), ipc::Message::text(std::to_string(seen.size()) + " " + seen.back()));
+    };
+    ThreadServer<Seen> server(ipc, name, Seen{}, reducer);
+    auto p = get_live(ipc, name);
+    CHECK(ask(*p, "a") == "1 a");
+    CHECK(ask(*p, "b") == "2 b");
+    REQUIRE(p->send(ipc::Message::text("bye"), ipc::Milliseconds(3000)).has_value());
+    auto end = server.finish(false);
+    REQUIRE(end.has_value());
+    CHECK(end->size() == 2);
+}
