@@ -3615,16 +3615,22 @@ public:
     // argument has been evaluated: `k.respond(std::move(seen),
     // Message::text(describe(seen)))` describes the carry, on every compiler
     // (taken by value, clang moved it out first and described an empty one).
+    // The message is drafted (or kept) before the carry is moved: it may
+    // be the carry, or part of it (`k.respond(std::move(s), s.reply)`).
     [[nodiscard]] Continuation respond(Carry&& carry, const Message& message) const {
+        detail::Reply reply = detail::draft_reply(detail::bound_call(serial_), message, false);
+        std::unique_ptr<Message> kept(reply.kind == detail::Reply::Kind::owned ? new Message(message) : nullptr);
         Continuation c(Kind::respond, std::move(carry), serial_);
-        c.reply_ = detail::draft_reply(detail::bound_call(serial_), message, false);
-        if (c.reply_.kind == detail::Reply::Kind::owned) c.message_.reset(new Message(message));
+        c.reply_ = reply;
+        c.message_ = std::move(kept);
         return c;
     }
     [[nodiscard]] Continuation respond(Carry&& carry, Message&& message) const {
+        detail::Reply reply = detail::draft_reply(detail::bound_call(serial_), message, true);
+        std::unique_ptr<Message> kept(reply.kind == detail::Reply::Kind::owned ? new Message(std::move(message)) : nullptr);
         Continuation c(Kind::respond, std::move(carry), serial_);
-        c.reply_ = detail::draft_reply(detail::bound_call(serial_), message, true);
-        if (c.reply_.kind == detail::Reply::Kind::owned) c.message_.reset(new Message(std::move(message)));
+        c.reply_ = reply;
+        c.message_ = std::move(kept);
         return c;
     }
     [[nodiscard]] Continuation respond(const Carry& carry, const Message& message) const { return respond(Carry(carry), message); }

@@ -454,3 +454,23 @@ TEST_CASE_FIXTURE(Case, "regression: respond(std::move(carry), f(carry)) sees th
     REQUIRE(end.has_value());
     CHECK(end->size() == 2);
 }
+
+// Found by the hostile review of the change above: respond() moved the
+// carry before it read the message, so a message that is the carry (or part
+// of it) went out moved-from (an empty media type: a frame the client
+// refused). The message is drafted first now.
+TEST_CASE_FIXTURE(Case, "regression: respond(std::move(carry), carry) sends the carry, not a moved-from message") {
+    auto reducer = [](const ipc::Message& m, ipc::Continuation<ipc::Message> k, ipc::Message prev) {
+        if (m.content() == "bye") return k.stop(std::move(prev));
+        return k.respond(std::move(prev), prev);  // the carry is the reply, and stays the carry
+    };
+    auto first = ipc::Message::make("text/plain", "init");
+    REQUIRE(first.has_value());
+    ThreadServer<ipc::Message> server(ipc, name, std::move(first).value(), reducer);
+    auto p = get_live(ipc, name);
+    CHECK(ask(*p, "a") == "init");
+    REQUIRE(p->send(ipc::Message::text("bye"), ipc::Milliseconds(3000)).has_value());
+    auto end = server.finish(false);
+    REQUIRE(end.has_value());
+    CHECK(end->content() == "init");
+}
