@@ -2174,7 +2174,8 @@ inline Result<Fd> take_name_lock(const std::string& path, mode_t socket_mode) {
 // Records, in the lock file, which socket file is the server's (its device
 // and inode): an observer never takes a stale file for a starting server's.
 // Written just before the socket is renamed into place, so that a file
-// found in place is already named here.
+// found in place is already named here (else, with no /proc/net/unix, an
+// observer would probe it with a connect: a client the server counts).
 inline void publish_socket(int lock_fd, const struct stat& st) noexcept {
     char text[64];
     const int n = std::snprintf(text, sizeof text, "%llu %llu\n", static_cast<unsigned long long>(st.st_dev),
@@ -3611,32 +3612,13 @@ public:
     // own bytes. A message that would read as a protocol message on the
     // wire is refused: the client is dropped (DropReason::invalid_response).
     // Called on a Continuation kept past its reducer call: abort.
-    // The carry is taken by reference and moved from only once every
-    // argument has been evaluated: `k.respond(std::move(seen),
-    // Message::text(describe(seen)))` describes the carry, on every compiler
-    // (taken by value, clang moved it out first and described an empty one).
-    // The message is drafted (or kept) before the carry is moved: it may
-    // be the carry, or part of it (`k.respond(std::move(s), s.reply)`).
-    [[nodiscard]] Continuation respond(Carry&& carry, const Message& message) const {
-        detail::Reply reply = detail::draft_reply(detail::bound_call(serial_), message, false);
-        std::unique_ptr<Message> kept(reply.kind == detail::Reply::Kind::owned ? new Message(message) : nullptr);
-        Continuation c(Kind::respond, std::move(carry), serial_);
-        c.reply_ = reply;
-        c.message_ = std::move(kept);
-        return c;
-    }
-    [[nodiscard]] Continuation respond(Carry&& carry, Message&& message) const {
-        detail::Reply reply = detail::draft_reply(detail::bound_call(serial_), message, true);
-        std::unique_ptr<Message> kept(reply.kind == detail::Reply::Kind::owned ? new Message(std::move(message)) : nullptr);
-        Continuation c(Kind::respond, std::move(carry), serial_);
-        c.reply_ = reply;
-        c.message_ = std::move(kept);
-        return c;
-    }
-    [[nodiscard]] Continuation respond(const Carry& carry, const Message& message) const { return respond(Carry(carry), message); }
-    [[nodiscard]] Continuation respond(const Carry& carry, Message&& message) const {
-        return respond(Carry(carry), std::move(message));
-    }
+    // The carry is taken by reference and moved from last, once the
+    // message is drafted: `k.respond(std::move(s), describe(s))` and
+    // `k.respond(std::move(s), s.reply)` both see the carry as it was.
+    [[nodiscard]] Continuation respond(Carry&& carry, const Message& message) const { return draft(std::move(carry), message); }
+    [[nodiscard]] Continuation respond(Carry&& carry, Message&& message) const { return draft(std::move(carry), std::move(message)); }
+    [[nodiscard]] Continuation respond(const Carry& carry, const Message& message) const { return draft(Carry(carry), message); }
+    [[nodiscard]] Continuation respond(const Carry& carry, Message&& message) const { return draft(Carry(carry), std::move(message)); }
     [[nodiscard]] Continuation continue_(Carry&& carry) const { return decide(Kind::proceed, std::move(carry)); }
     [[nodiscard]] Continuation continue_(const Carry& carry) const { return decide(Kind::proceed, Carry(carry)); }
     [[deprecated("use continue_(carry)")]] [[nodiscard]] Continuation proceed(Carry carry) const {
@@ -3659,6 +3641,16 @@ private:
     friend struct detail::Answering;
     explicit Continuation(std::uint64_t serial) noexcept : serial_(serial) {}
     Continuation(Kind k, Carry&& carry, std::uint64_t serial) : serial_(serial), kind_(k) { carry_.emplace(std::move(carry)); }
+    // M: const Message& (copied if kept) or Message (moved from if kept).
+    template <class M>
+    Continuation draft(Carry&& carry, M&& message) const {
+        Continuation c(serial_);
+        c.kind_ = Kind::respond;
+        c.reply_ = detail::draft_reply(detail::bound_call(serial_), message, !std::is_lvalue_reference<M>::value);
+        if (c.reply_.kind == detail::Reply::Kind::owned) c.message_.reset(new Message(std::forward<M>(message)));
+        c.carry_.emplace(std::move(carry));  // last: the message may be (part of) the carry
+        return c;
+    }
     Continuation decide(Kind k, Carry&& carry) const {
         (void)detail::bound_call(serial_);
         return Continuation(k, std::move(carry), serial_);
@@ -3973,9 +3965,7 @@ public:
         if (::fstatat(scratch.fd.get(), "s", &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISSOCK(st.st_mode))
             return fail(Errc::socket, errno != 0 ? errno : EINVAL, "fstatat");
         if (::listen(sock->get(), SOMAXCONN) != 0) return fail(Errc::socket, errno, "listen");
-        // Published before the rename (which keeps the inode): an observer
-        // that finds the file in place finds it named in the lock too, so
-        // it never falls back to a connect probe (a client we would count).
+        // Published before the rename, which keeps the inode (publish_socket).
         lock_ = HeldLock(std::move(lock).value());
         publish_socket(lock_.get(), st);
         if (::renameat(scratch.fd.get(), "s", scratch.parent.get(), (s_.name.str() + ".sock").c_str()) != 0)
