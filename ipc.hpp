@@ -3522,13 +3522,27 @@ struct Call {
 };
 struct Calls {
     Call* current = nullptr;
-    std::uint64_t serial = 0;  // the last one given; 0 names no call
+    // The last serial given on this thread: its high half names the thread
+    // (taken from call_epochs, so no two threads, alive or gone, share one;
+    // a thread that has used up its 2^32 - 1 serials takes a new one), its
+    // low half counts. 0 names no call. Starts "used up".
+    std::uint64_t serial = 0xffffffffu;
 };
 inline thread_local Calls calls;
+inline std::atomic<std::uint32_t> call_epochs{0};  // 32 bits: lock-free on every target
 struct Answering;  // what the Loop reads of a Continuation (section 14)
 
+inline std::uint64_t next_serial() noexcept {
+    std::uint64_t s = ++calls.serial;
+    if ((s & 0xffffffffu) == 0) {
+        const std::uint32_t epoch = call_epochs.fetch_add(1, std::memory_order_relaxed) + 1u;
+        s = calls.serial = (std::uint64_t{epoch} << 32) | 1u;
+    }
+    return s;
+}
+
 inline Call::Call(Conversation& client, const Message& message, std::size_t lim, bool& flag) noexcept
-    : serial(++calls.serial), conv(client), handled(message), start(client.queue_end()), limit(lim), in_call(flag),
+    : serial(next_serial()), conv(client), handled(message), start(client.queue_end()), limit(lim), in_call(flag),
       outer(calls.current) {
     calls.current = this;
     in_call = true;
@@ -3555,6 +3569,15 @@ struct Reply {
     std::size_t from = 0, to = 0;
 };
 
+// Whether a response of `size` bytes would take the client's queue past its
+// bound. What was queued before the call counts; this call's other drafts
+// do not (all but the returned one are cut). A response to a client whose
+// queue is otherwise empty is always taken, whatever its size.
+inline bool over_limit(const Call& call, std::size_t size) noexcept {
+    const std::size_t pending = call.conv.queued() - (call.conv.queue_end() - call.start);
+    return pending != 0 && (pending >= call.limit || size > call.limit - pending);
+}
+
 inline Reply draft_reply(Call* call, const Message& m, bool movable) {
     Reply r;
     const std::size_t type = m.media_type().view().size(), n = m.content().size();
@@ -3568,7 +3591,7 @@ inline Reply draft_reply(Call* call, const Message& m, bool movable) {
         r.kind = Reply::Kind::owned;
     } else if (n >= large_content && &m == &call->handled) {
         r.kind = Reply::Kind::echo;
-    } else if (call->conv.wants_write() && (call->conv.queued() >= call->limit || frame_size(type, n) > call->limit - call->conv.queued())) {
+    } else if (over_limit(*call, frame_size(type, n))) {
         r.kind = Reply::Kind::queue_full;  // (not encoded: the bound holds while the reducer runs too)
     } else {
         r.from = call->conv.queue_end();
@@ -3752,18 +3775,32 @@ namespace detail {
 // touched when the user asks for them (Server::handle_signals).
 constexpr int stop_signals[6] = {SIGHUP, SIGINT, SIGABRT, SIGTERM, SIGTSTP, SIGALRM};
 
-// Where the signal handler sends its stop request. The one global of the
-// library: a signal handler has no other way to reach a server.
+// Where the signal handler sends its stop request, and what each signal did
+// before the handler was installed. The one global of the library: a signal
+// handler has no other way to reach a server. (One server handles signals
+// at a time: Server::handle_signals.)
 inline std::atomic<StopState*> signal_target{nullptr};
+inline struct sigaction signal_previous[6] {};
 
-extern "C" inline void ipc_hpp_on_stop_signal(int sig) {
+extern "C" inline void ipc_hpp_on_stop_signal(int sig, siginfo_t* info, void* context) {
     int saved = errno;
     StopState* s = signal_target.load(std::memory_order_acquire);
     if (s != nullptr && !s->here()) {
         // A forked child that inherited the handler: the signal does what
-        // it would have done there without us.
-        (void)::signal(sig, SIG_DFL);
-        (void)::raise(sig);
+        // it did there before the server installed it (ignored under nohup,
+        // the user's own handler, or the default action), from now on too.
+        for (int i = 0; i < 6; ++i) {
+            if (stop_signals[i] != sig) continue;
+            const struct sigaction& before = signal_previous[i];
+            (void)::sigaction(sig, &before, nullptr);
+            if ((before.sa_flags & SA_SIGINFO) != 0) {
+                if (before.sa_sigaction != nullptr) before.sa_sigaction(sig, info, context);
+            } else if (before.sa_handler == SIG_DFL) {
+                (void)::raise(sig);  // pending until this handler returns, then the default action
+            } else if (before.sa_handler != SIG_IGN && before.sa_handler != nullptr) {
+                before.sa_handler(sig);
+            }
+        }
     } else if (s != nullptr) {
         s->request();
     }
@@ -3778,11 +3815,17 @@ public:
     SignalGuard& operator=(const SignalGuard&) = delete;
     ~SignalGuard() { restore(); }
     void install(StopState* s) {
-        signal_target.store(s, std::memory_order_release);
         struct sigaction sa {};
-        sa.sa_handler = &ipc_hpp_on_stop_signal;
+        sa.sa_sigaction = &ipc_hpp_on_stop_signal;
         sigemptyset(&sa.sa_mask);
-        sa.sa_flags = SA_RESTART;
+        for (int sig : stop_signals) sigaddset(&sa.sa_mask, sig);  // (signal_previous is read whole)
+        sa.sa_flags = SA_RESTART | SA_SIGINFO;
+        for (int i = 0; i < 6; ++i) {  // (a second server's install keeps the first's record)
+            struct sigaction before {};
+            if (::sigaction(stop_signals[i], nullptr, &before) == 0 && before.sa_sigaction != &ipc_hpp_on_stop_signal)
+                signal_previous[i] = before;
+        }
+        signal_target.store(s, std::memory_order_release);
         for (int i = 0; i < 6; ++i) ::sigaction(stop_signals[i], &sa, &old_[i]);
         active_ = true;
     }
@@ -4016,9 +4059,12 @@ public:
     bool here_cheaply() const noexcept { return owner_.here_cheaply(); }
     // The Loop's stop(): inside a reducer, once its response is queued, so
     // that it reaches its client before `connection close`.
+    // A reducer that throws after stop() leaves the request in s_.stop, so
+    // the next step() shuts down as after a StopHandle's.
     void stop() {
-        if (in_call_) stop_after_call_ = true;
-        else begin_shutdown();
+        if (!in_call_) return begin_shutdown();
+        stop_after_call_ = true;
+        s_.stop.requested.store(true, std::memory_order_release);
     }
 
     // Waits until something is ready or work is due. A signal ends the wait

@@ -431,7 +431,6 @@ TEST_CASE_FIXTURE(Case, "regression: Loops with a lambda reducer move-assign, sw
           }) == "2");
 }
 
-}  // TEST_SUITE
 
 // 0.2 took the carry by value: in `k.respond(std::move(seen),
 // Message::text(describe(seen)))` clang moved the carry into the parameter
@@ -474,3 +473,157 @@ TEST_CASE_FIXTURE(Case, "regression: respond(std::move(carry), carry) sends the 
     REQUIRE(end.has_value());
     CHECK(end->content() == "init");
 }
+
+// Found by the hostile review: a call's serial counted per thread, so a
+// Continuation kept from the first call on one thread passed for the first
+// call on another thread, and answered that thread's client.
+TEST_CASE("regression: a Continuation kept on one thread is refused in another thread's call, whatever the counts") {
+    TempDir dir;
+    const std::string path = dir.path();
+    CHECK(outcome_of_misuse([&] {
+              std::unique_ptr<ipc::Continuation<int>> kept;
+              std::thread first([&] {  // this thread's first call
+                  ipc::Ipc ipc(test_config(path));
+                  const ipc::Name name = name_of("t1");
+                  auto server = ipc.listen(name);
+                  if (!server) return;
+                  auto loop = server->start(0, [&](const ipc::Message&, ipc::Continuation<int> k, int n) {
+                      kept.reset(new ipc::Continuation<int>(k.continue_(n)));
+                      return k.respond(n, ipc::Message::text("t1"));
+                  });
+                  if (!loop) return;
+                  (void)drive(*loop, [&] {
+                      auto a = ipc.get(name);
+                      return a ? ask(*a, "x") : std::string("get");
+                  });
+              });
+              first.join();
+              std::thread second([&] {  // and this one's
+                  ipc::Ipc ipc(test_config(path));
+                  const ipc::Name name = name_of("t2");
+                  auto server = ipc.listen(name);
+                  if (!server) return;
+                  auto loop = server->start(0, [&](const ipc::Message&, ipc::Continuation<int>, int n) {
+                      return kept->respond(n, ipc::Message::text("thread 1's, to thread 2's client"));
+                  });
+                  if (!loop) return;
+                  std::string heard = drive(*loop, [&] {
+                      auto b = ipc.get(name);
+                      return b ? ask(*b, "y") : std::string("get");
+                  });
+                  std::fprintf(stderr, "heard: %s\n", heard.c_str());  // before: the kept one's answer
+              });
+              second.join();
+          }).find("abort: ipc.hpp: a Continuation used outside its own reducer call") == 0);
+}
+
+// Found by the hostile review: stop() inside a reducer that then threw was
+// remembered only for the next reducer call that returned; the Loop served
+// on. Now the next step() shuts down.
+TEST_CASE_FIXTURE(Case, "regression: Loop::stop() inside a reducer that throws still stops the Loop") {
+    std::function<void()> stop_now;
+    auto server = ipc.listen(name);
+    REQUIRE(server.has_value());
+    int calls = 0;
+    auto loop = server->start(0, [&](const ipc::Message&, ipc::Continuation<int> k, int n) {
+        ++calls;
+        stop_now();
+        if (calls == 1) throw std::runtime_error("the reducer failed");
+        return k.continue_(n);
+    });
+    REQUIRE(loop.has_value());
+    stop_now = [&] { loop->stop(); };
+    std::atomic<bool> sent{false};
+    std::thread client([&] {
+        ipc::Ipc mine(config);
+        auto p = mine.wait(name, ipc::Milliseconds(3000));
+        if (!p) return;
+        sent.store(p->send(ipc::Message::text("x"), ipc::Milliseconds(3000)).has_value());
+        (void)p->wait(ipc::Milliseconds(3000));  // `closed`, once the Loop stops
+    });
+    bool threw = false;
+    std::vector<struct pollfd> fds;
+    for (int i = 0; i < 400 && !loop->finished(); ++i) {
+        int timeout_ms = 0;
+        fds = loop->interest(timeout_ms);
+        (void)::poll(fds.data(), static_cast<nfds_t>(fds.size()), timeout_ms < 0 || timeout_ms > 20 ? 20 : timeout_ms);
+        try {
+            loop->step(fds);
+        } catch (const std::runtime_error&) {
+            threw = true;
+        }
+    }
+    client.join();
+    CHECK(threw);
+    CHECK(sent.load());
+    CHECK(loop->finished());  // before: it served on
+    CHECK(calls == 1);
+    (void)loop->finish();
+}
+
+// Found by the hostile review: a forked child's inherited stop-signal
+// handler gave the signal its default action, not what it had before the
+// server installed the handler: a server started under nohup forked
+// children that died of SIGHUP.
+TEST_CASE_FIXTURE(Case, "regression: a forked child's inherited stop-signal handlers do what the signal did before") {
+    static volatile sig_atomic_t users_handler_ran = 0;
+    struct sigaction ignore {}, mine {}, before_hup {}, before_usr {};
+    ignore.sa_handler = SIG_IGN;
+    mine.sa_handler = [](int) { users_handler_ran = 1; };
+    REQUIRE(::sigaction(SIGHUP, &ignore, &before_hup) == 0);  // as under nohup
+    REQUIRE(::sigaction(SIGINT, &mine, &before_usr) == 0);    // the user's own handler
+    {
+        auto server = ipc.listen(name);
+        REQUIRE(server.has_value());
+        server->handle_signals();
+        auto loop = server->start(0, CommandReducer{});
+        REQUIRE(loop.has_value());
+        int p[2];
+        const pid_t pid = fork_with_pipe(p);
+        if (pid == 0) {
+            ::raise(SIGHUP);   // before: the default action ended the child here
+            ::raise(SIGINT);   // before: the default action too
+            ::_exit(users_handler_ran == 1 ? 3 : 4);
+        }
+        ::close(p[0]);
+        ::close(p[1]);
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        CHECK(WIFEXITED(status));
+        CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 3));
+        CHECK_FALSE(server->stop_handle().requested());
+        (void)loop->finish();
+    }
+    ::sigaction(SIGHUP, &before_hup, nullptr);
+    ::sigaction(SIGINT, &before_usr, nullptr);
+}
+
+// Found by the hostile review: a reducer's drafts counted against the
+// client's queue bound, though all but the returned one are cut: a reducer
+// that drafted one large reply and returned another dropped its client
+// (queue_full).
+TEST_CASE_FIXTURE(Case, "regression: the drafts a reducer does not return do not count against the queue bound") {
+    config.max_queued_bytes = 40000;
+    reconfigure();
+    const std::string big(30000, 'b');
+    auto reducer = [&](const ipc::Message& m, ipc::Continuation<int> k, int n) {
+        if (m.content() == "bye") return k.stop(n);
+        auto draft = k.respond(n, ipc::Message::text(std::string(30000, 'a')));
+        (void)draft;  // not returned: cut
+        return k.respond(n + 1, ipc::Message::text(big));
+    };
+    ThreadServer<int> server(ipc, name, 0, reducer);
+    auto p = get_live(ipc, name);
+    // (the sizes and first bytes, not the 30000 bytes, in a failure's output)
+    const std::string x = ask(*p, "x"), y = ask(*p, "y");
+    CHECK(x.substr(0, 20) == big.substr(0, 20));  // before: "send closed_by_peer" (dropped, queue_full)
+    CHECK(x.size() == big.size());
+    CHECK((x == big && y == big));
+    REQUIRE(p->send(ipc::Message::text("bye"), ipc::Milliseconds(3000)).has_value());
+    auto end = server.finish(false);
+    REQUIRE(end.has_value());
+    CHECK(end.value() == 2);
+}
+
+}  // TEST_SUITE
