@@ -2560,7 +2560,9 @@ public:
         if (from < out_.size()) v[k++] = Piece{out_.data() + from, out_.size() - from};
         return k;
     }
-    std::size_t queued() const noexcept { return out_.size() - out_off_ + (moved_ ? large().size() - body_off_ : 0); }
+    std::size_t queued() const noexcept { return queued_before(out_.size()); }
+    // What is queued ahead of `end` (a queue_end() taken earlier).
+    std::size_t queued_before(std::size_t end) const noexcept { return end - out_off_ + (moved_ ? large().size() - body_off_ : 0); }
     bool wants_write() const noexcept { return out_off_ < out_.size(); }  // a moved content's marker is in out_
     void sent(std::size_t n, std::int64_t now) noexcept {
         last_out_ = now;
@@ -3574,7 +3576,7 @@ struct Reply {
 // do not (all but the returned one are cut). A response to a client whose
 // queue is otherwise empty is always taken, whatever its size.
 inline bool over_limit(const Call& call, std::size_t size) noexcept {
-    const std::size_t pending = call.conv.queued() - (call.conv.queue_end() - call.start);
+    const std::size_t pending = call.conv.queued_before(call.start);
     return pending != 0 && (pending >= call.limit || size > call.limit - pending);
 }
 
