@@ -324,6 +324,15 @@ TEST_CASE_FIXTURE(Case, "regression: a forked child that outlives its parent's s
 #endif
 
 TEST_CASE_FIXTURE(Case, "regression: a forked child that inherited the stop-signal handlers dies of SIGTERM as it would without them") {
+    // SIGTERM's default action before handle_signals (doctest may have its own
+    // handler there, which the child would now call: see the nohup case below)
+    struct sigaction dfl {}, before_term {};
+    dfl.sa_handler = SIG_DFL;
+    REQUIRE(::sigaction(SIGTERM, &dfl, &before_term) == 0);
+    struct Restore {
+        struct sigaction& was;
+        ~Restore() { ::sigaction(SIGTERM, &was, nullptr); }
+    } restore{before_term};
     auto server = ipc.listen(name);
     REQUIRE(server.has_value());
     server->handle_signals();
