@@ -326,29 +326,16 @@ TEST_CASE_FIXTURE(Case, "regression: a forked child that outlives its parent's s
 TEST_CASE_FIXTURE(Case, "regression: a forked child that inherited the stop-signal handlers dies of SIGTERM as it would without them") {
     // SIGTERM's default action before handle_signals (doctest may have its own
     // handler there, which the child would now call: see the nohup case below)
-    struct sigaction dfl {}, before_term {};
-    dfl.sa_handler = SIG_DFL;
-    REQUIRE(::sigaction(SIGTERM, &dfl, &before_term) == 0);
-    struct Restore {
-        struct sigaction& was;
-        ~Restore() { ::sigaction(SIGTERM, &was, nullptr); }
-    } restore{before_term};
+    const Disposition term(SIGTERM, SIG_DFL);
     auto server = ipc.listen(name);
     REQUIRE(server.has_value());
     server->handle_signals();
     auto loop = server->start(0, CommandReducer{});
     REQUIRE(loop.has_value());
-    int p[2];
-    const pid_t pid = fork_with_pipe(p);
-    if (pid == 0) {
+    const int status = status_of_forked([] {
         ::raise(SIGTERM);  // 0.2: swallowed (a stop request for a loop nobody steps there)
-        ::_exit(3);
-    }
-    ::close(p[0]);
-    ::close(p[1]);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+        return 3;
+    });
     CHECK(WIFSIGNALED(status));
     CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM));
     CHECK_FALSE(server->stop_handle().requested());
@@ -576,36 +563,22 @@ TEST_CASE_FIXTURE(Case, "regression: Loop::stop() inside a reducer that throws s
 // children that died of SIGHUP.
 TEST_CASE_FIXTURE(Case, "regression: a forked child's inherited stop-signal handlers do what the signal did before") {
     static volatile sig_atomic_t users_handler_ran = 0;
-    struct sigaction ignore {}, mine {}, before_hup {}, before_usr {};
-    ignore.sa_handler = SIG_IGN;
-    mine.sa_handler = [](int) { users_handler_ran = 1; };
-    REQUIRE(::sigaction(SIGHUP, &ignore, &before_hup) == 0);  // as under nohup
-    REQUIRE(::sigaction(SIGINT, &mine, &before_usr) == 0);    // the user's own handler
-    {
-        auto server = ipc.listen(name);
-        REQUIRE(server.has_value());
-        server->handle_signals();
-        auto loop = server->start(0, CommandReducer{});
-        REQUIRE(loop.has_value());
-        int p[2];
-        const pid_t pid = fork_with_pipe(p);
-        if (pid == 0) {
-            ::raise(SIGHUP);   // before: the default action ended the child here
-            ::raise(SIGINT);   // before: the default action too
-            ::_exit(users_handler_ran == 1 ? 3 : 4);
-        }
-        ::close(p[0]);
-        ::close(p[1]);
-        int status = 0;
-        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        CHECK(WIFEXITED(status));
-        CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 3));
-        CHECK_FALSE(server->stop_handle().requested());
-        (void)loop->finish();
-    }
-    ::sigaction(SIGHUP, &before_hup, nullptr);
-    ::sigaction(SIGINT, &before_usr, nullptr);
+    const Disposition hup(SIGHUP, SIG_IGN);                          // as under nohup
+    const Disposition intr(SIGINT, [](int) { users_handler_ran = 1; });  // the user's own handler
+    auto server = ipc.listen(name);
+    REQUIRE(server.has_value());
+    server->handle_signals();
+    auto loop = server->start(0, CommandReducer{});
+    REQUIRE(loop.has_value());
+    const int status = status_of_forked([] {
+        ::raise(SIGHUP);  // before: the default action ended the child here
+        ::raise(SIGINT);  // before: the default action too
+        return users_handler_ran == 1 ? 3 : 4;
+    });
+    CHECK(WIFEXITED(status));
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 3));
+    CHECK_FALSE(server->stop_handle().requested());
+    (void)loop->finish();
 }
 
 // Found by the hostile review: a reducer's drafts counted against the

@@ -146,6 +146,38 @@ inline pid_t fork_with_pipe(int p[2]) {
     return pid;
 }
 
+// Forks; the child runs child() (returning its exit code) with the
+// parent's signal dispositions as they are; the child's wait status.
+template <class Body>
+int status_of_forked(Body child) {
+    int p[2];
+    const pid_t pid = fork_with_pipe(p);
+    if (pid == 0) ::_exit(child());
+    ::close(p[0]);
+    ::close(p[1]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+}
+
+// A signal's disposition for a scope, put back at its end.
+class Disposition {
+public:
+    Disposition(int sig, void (*handler)(int)) : sig_(sig) {
+        struct sigaction sa {};
+        sa.sa_handler = handler;
+        REQUIRE(::sigaction(sig, &sa, &before_) == 0);
+    }
+    ~Disposition() { ::sigaction(sig_, &before_, nullptr); }
+    Disposition(const Disposition&) = delete;
+    Disposition& operator=(const Disposition&) = delete;
+
+private:
+    int sig_;
+    struct sigaction before_ {};
+};
+
 // Forks; the child runs body() (returning a std::string), writes the result
 // to the pipe and _exit(0)s. alarm(alarm_s) bounds the child. Make no
 // doctest assertion inside body.
