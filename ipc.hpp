@@ -784,17 +784,27 @@ inline Protocol classify(std::string_view type, std::string_view body) noexcept 
     // One candidate from the length and one distinguishing byte, then one
     // comparison: 21 (heartbeat), 28 (start, close, received), 31 (start-ok,
     // close-ok); "innmind/ipc:" is 12 bytes, "connection." 11 more.
+    // The lengths are constants in each comparison, so the compiler inlines
+    // them (a few word compares) rather than calling memcmp.
     Protocol p;
+    bool same;
     switch (body.size()) {
-        case 21: p = Protocol::heartbeat; break;
+        case 21:
+            p = Protocol::heartbeat;
+            same = std::memcmp(body.data(), heartbeat.data(), 21) == 0;
+            break;
         case 28:
             p = body[12] == 'm' ? Protocol::message_received
                                 : (body[23] == 's' ? Protocol::connection_start : Protocol::connection_close);
+            same = std::memcmp(body.data(), content(p).data(), 28) == 0;
             break;
-        case 31: p = body[23] == 's' ? Protocol::connection_start_ok : Protocol::connection_close_ok; break;
+        case 31:
+            p = body[23] == 's' ? Protocol::connection_start_ok : Protocol::connection_close_ok;
+            same = std::memcmp(body.data(), content(p).data(), 31) == 0;
+            break;
         default: return Protocol::none;
     }
-    return body == content(p) && type == media_type ? p : Protocol::none;
+    return same && type.size() == media_type.size() && std::memcmp(type.data(), media_type.data(), media_type.size()) == 0 ? p : Protocol::none;
 }
 
 // Whether a content of n bytes may be a protocol message's (21, 28 or 31
@@ -1240,11 +1250,11 @@ public:
     // (once: the frame's content is then the message's). The message's old
     // content is kept for the next large frame (see begin_direct()).
     static void store(const Frame& f, Message& out) {
-        if (std::string_view(out.type_.value_) != f.type_) out.type_.value_.assign(f.type_.data(), f.type_.size());
+        if (!same_type(out.type_.value_, f.type_)) out.type_.value_.assign(f.type_.data(), f.type_.size());
         if (f.owned_ != nullptr && f.owned_->data() == f.content_.data()) {
             out.content_.swap(*f.owned_);
         } else {
-            out.content_.assign(f.content_.data(), f.content_.size());
+            overwrite(out.content_, f.content_);
         }
     }
 
@@ -1299,6 +1309,8 @@ public:
 
     const Error& last_error() const noexcept { return error_; }
     bool failed() const noexcept { return failed_; }
+    // Nothing is buffered after the frames taken out: next() would say need_more.
+    bool drained() const noexcept { return !direct_ && pos_ == buf_.size(); }
     // Bytes received and not yet consumed as frames.
     std::size_t buffered() const noexcept { return buf_.size() - pos_ + (direct_ ? head_ + body_have_ : 0); }
     // Bytes the current partial frame needs in all (0 when unknown).
@@ -1349,6 +1361,25 @@ public:
     }
 
 private:
+    // Whether a message's media type already is a frame's: text/plain (the
+    // usual one, whose view is protocol::media_type itself) is compared with
+    // a length known at compile time, which the compiler inlines.
+    static bool same_type(const std::string& have, std::string_view want) noexcept {
+        if (want.data() == protocol::media_type.data())
+            return have.size() == protocol::media_type.size() && std::memcmp(have.data(), protocol::media_type.data(), protocol::media_type.size()) == 0;
+        return std::string_view(have) == want;
+    }
+    // s = v, without std::string's general assignment when s is already at
+    // least as long (a steady exchange of one size): a copy, then a cut.
+    static void overwrite(std::string& s, std::string_view v) {
+        if (s.size() < v.size()) {
+            s.assign(v.data(), v.size());
+            return;
+        }
+        if (!v.empty()) std::memcpy(&s[0], v.data(), v.size());
+        if (s.size() != v.size()) s.resize(v.size());
+    }
+
     Status error(Errc c, const char* where) {
         failed_ = true;
         error_ = Error{c, 0, where};
@@ -2535,6 +2566,7 @@ public:
                 return Event::none;
             }
             if (st == Decoder::Status::error) return fail_with(decoder_.last_error());
+            if (decoder_.drained()) fresh_ = false;  // nothing after this frame: the next call need not ask
             const Event e = role_ == Role::server ? server_rule(frame_.protocol()) : client_rule(frame_.protocol());
             if (e != Event::none) return e;
         }

@@ -7,7 +7,13 @@
 # for N and 2N round trips, and prints (Ir(2N) - Ir(N)) / N for each process,
 # so start-up, connection and warm-up cancel out.
 #
-#   bench/callgrind.sh [IPC_BENCH] [N]     # defaults: build/bench/ipc_bench 2000
+#   bench/callgrind.sh [--budget FILE] [IPC_BENCH] [N]   # defaults: build/bench/ipc_bench 2000
+#
+# Then, for the server and the client apart, the five functions whose own
+# instructions cost most per round trip (bench/callgrind_top.py). With
+# --budget FILE (bench/callgrind_budget.txt, in CI), it fails (exit 3) when
+# ipc_total is over the budget the file holds: the guard that keeps a rise
+# from landing unseen. Lower the budget with every change that cuts the path.
 #
 # Needs valgrind (Debian: apt-get install -y valgrind). Output: one line per
 # floor, in ipc_bench's key=value form, e.g.
@@ -17,6 +23,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+budget_file=
+if [ "${1:-}" = --budget ]; then
+    budget_file=$2
+    shift 2
+fi
 bench=${1:-$here/../build/bench/ipc_bench}
 n=${2:-2000}
 
@@ -33,7 +44,8 @@ work=${KEEP:-$(mktemp -d "${TMPDIR:-/tmp}/ipc-callgrind.XXXXXX")}
 mkdir -p "$work"
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT INT TERM
 
-# run MEASURE ITERATIONS: prints "server_Ir client_Ir" for one run.
+# run MEASURE ITERATIONS: prints "server_Ir client_Ir" for one run, and
+# leaves the two processes' output files as $work/MEASURE.ITERATIONS.{server,client}.
 run() {
     local measure=$1 iters=$2 out=$work/$1.$2 server client
     mkdir -p "$out"
@@ -47,6 +59,8 @@ run() {
         cat "$out/stderr" >&2
         exit 1
     fi
+    cp "$out/cg.$server" "$out.server"
+    cp "$out/cg.$client" "$out.client"
     echo "$(total "$out/cg.$server") $(total "$out/cg.$client")"
 }
 
@@ -66,3 +80,21 @@ line() {
 read -r is ic it <<<"$(line ipc_rt_16B)"
 read -r rs rc rt <<<"$(line raw_rt_16B)"
 echo "callgrind_rt_16B ipc_server=$is ipc_client=$ic ipc_total=$it raw_server=$rs raw_client=$rc raw_total=$rt rts=$n method=Ir(2N)-Ir(N)/N"
+if command -v callgrind_annotate >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
+    for role in server client; do
+        echo "# ipc_rt_16B $role: the five functions that cost most, own instructions per round trip"
+        python3 "$here/callgrind_top.py" "$work/ipc_rt_16B.$n.$role" "$work/ipc_rt_16B.$((2 * n)).$role" "$n" 5
+    done
+fi
+if [ -n "$budget_file" ]; then
+    budget=$(sed -nE 's/^ipc_total_budget=([0-9]+).*/\1/p' "$budget_file")
+    if [ -z "$budget" ]; then
+        echo "callgrind.sh: no ipc_total_budget=N line in $budget_file" >&2
+        exit 1
+    fi
+    if [ "$it" -gt "$budget" ]; then
+        echo "callgrind_budget: FAIL ipc_total=$it is over the budget of $budget ($budget_file)"
+        exit 3
+    fi
+    echo "callgrind_budget: ok ipc_total=$it within the budget of $budget ($budget_file)"
+fi

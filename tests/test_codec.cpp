@@ -114,6 +114,26 @@ TEST_CASE("decoder: next() overwrites both fields of the message it is given") {
     CHECK(out == text("new"));
 }
 
+TEST_CASE("decoder: a message decoded into again and again takes each frame's exact type and content") {
+    // Longer, shorter, equal and empty contents, text/plain and not, into
+    // one message: store() copies over what is there, and cuts it.
+    const std::vector<ipc::Message> sent = {
+        text(std::string(100, 'a')), text("sixteen bytes..."), text("sixteen bytes!!!"), text(""),
+        ipc::Message::make("application/json", "{\"k\":1}").value(), text(std::string(40, '\0')),
+        ipc::Message::make("application/json", std::string(16, 'j')).value(), text("x"), text("sixteen bytes..."),
+    };
+    ipc::Decoder decoder;
+    for (const auto& m : sent) decoder.feed(frame_of(m));
+    ipc::Message out;
+    std::size_t mismatches = 0;
+    for (const auto& m : sent) {
+        REQUIRE(decoder.next(out) == Status::message);
+        if (out != m || out.content().size() != m.content().size()) ++mismatches;
+    }
+    CHECK(mismatches == 0);
+    CHECK(decoder.next(out) == Status::need_more);
+}
+
 TEST_CASE("decoder: wanted() tells the size of the frame once its lengths are in") {
     const std::string frame = frame_of(text("hello world"));
     ipc::Decoder decoder;

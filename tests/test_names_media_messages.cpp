@@ -191,6 +191,17 @@ TEST_CASE("message: nothing else is a protocol message") {
                                         content.substr(0, content.size() - 1), "INNMIND/IPC:" + content.substr(12)}) {
             CHECK(ipc::protocol::classify("text/plain", near) == Protocol::none);
         }
+        // One byte changed, anywhere: the whole content is compared, not a prefix.
+        std::size_t matched = 0;
+        for (std::size_t i = 0; i < content.size(); ++i) {
+            std::string changed = content;
+            changed[i] = static_cast<char>(changed[i] ^ 0x01);
+            if (ipc::protocol::classify("text/plain", changed) != Protocol::none) ++matched;
+        }
+        CHECK(matched == 0);
+        // A media type of the same length, one byte off: the whole of it too.
+        for (std::string_view type : {"text/plaiN", "Text/plain", "text-plain", "text/plaim"})
+            CHECK(ipc::protocol::classify(type, content) == Protocol::none);
     }
     for (std::string_view content : {"", "innmind/ipc:", "innmind/ipc:connection", "innmind/ipc:message.sent", "ping"}) {
         CHECK(ipc::protocol::classify("text/plain", content) == Protocol::none);
