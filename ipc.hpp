@@ -170,6 +170,22 @@
 #endif
 #endif
 
+// Tell which listening sockets exist, and the files they are bound to, from
+// the kernel's sock_diag netlink interface (what `ss -xl` reads): each
+// socket's file device and inode, which nobody can forge, unlike a path in
+// /proc/net/unix. Where it fails at run time (a sandbox, a seccomp filter),
+// /proc/net/unix and a connect probe are used instead (docs/filesystem.md).
+#ifndef IPC_HPP_HAVE_SOCK_DIAG
+#if defined(__linux__) && defined(__has_include)
+#if __has_include(<linux/unix_diag.h>) && __has_include(<linux/sock_diag.h>) && __has_include(<linux/netlink.h>)
+#define IPC_HPP_HAVE_SOCK_DIAG 1
+#endif
+#endif
+#ifndef IPC_HPP_HAVE_SOCK_DIAG
+#define IPC_HPP_HAVE_SOCK_DIAG 0
+#endif
+#endif
+
 // Make a forked child's copies of a server's name lock inert with a
 // pthread_atfork() child handler, and tell a child's handles from the
 // parent's with a load instead of getpid() (see detail::Owner).
@@ -217,6 +233,11 @@
 #endif
 #include <time.h>
 #include <unistd.h>
+#if IPC_HPP_HAVE_SOCK_DIAG
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#endif
 #if IPC_HPP_HAVE_PTHREAD_ATFORK
 #include <pthread.h>
 #endif
@@ -1315,6 +1336,10 @@ public:
     std::size_t buffered() const noexcept { return buf_.size() - pos_ + (direct_ ? head_ + body_have_ : 0); }
     // Bytes the current partial frame needs in all (0 when unknown).
     std::size_t wanted() const noexcept { return want_; }
+    // The bytes held for large frames: what came of the frame being
+    // received (its string grows as it comes), or the string kept for the
+    // next one (recycle()). 0 when no such string is held.
+    std::size_t reserved() const noexcept { return detail::heap_bytes(body_) != 0 ? body_.size() : 0; }
     // Gives memory back after a burst of large messages.
     void shrink() {
         compact();
@@ -1581,6 +1606,15 @@ struct Config {
     // it (its socket stays full), before dropping it (DropReason::queue_full),
     // even while the queue is under max_queued_bytes. Negative: no limit.
     Milliseconds stall_timeout{5000};
+    // Most bytes a server holds for all its clients together: what is queued
+    // for them, and what their frames being received announce. Past it, the
+    // server reads nothing more from a client that has answers waiting, nor
+    // (while any answer waits) more of a large frame (backpressure: the
+    // kernel's socket buffers fill and the client's send blocks); the
+    // clients that read are served on, and one that takes nothing for
+    // stall_timeout is dropped (DropReason::queue_full). 0 = 4 times the
+    // bound for one client (max_queued_bytes): about 261 MiB by default.
+    std::size_t max_total_queued_bytes = 0;
     // Most connections a server keeps; one more is accepted, sent
     // `connection close` and closed at once (DropReason::too_many_connections).
     std::size_t max_connections = 4096;
@@ -2065,19 +2099,23 @@ inline std::string canonical_directory(const std::string& dir) {
 }
 
 // Whether a directory can be trusted with our sockets: owned by us or root,
-// and nobody else may create, rename or delete entries in it (not writable
-// by others, nor by a group other than ours, unless it is sticky like /tmp).
-inline bool trusted_directory(const struct stat& st) noexcept {
+// and nobody else may create entries in it (not writable by others, nor by
+// a group other than ours). An ancestor may be sticky and writable by all
+// (like /tmp): others can create their own entries there but cannot rename
+// or delete ours. The socket directory itself may not: there, another user
+// could create NAME.lock or NAME.sock first and keep the name from us.
+inline bool trusted_directory(const struct stat& st, bool socket_directory) noexcept {
     if (!S_ISDIR(st.st_mode)) return false;
     if (st.st_uid != ::geteuid() && st.st_uid != 0) return false;
-    if ((st.st_mode & S_ISVTX) != 0) return true;
-    if ((st.st_mode & S_IWOTH) != 0) return false;
-    return (st.st_mode & S_IWGRP) == 0 || st.st_gid == ::getegid();
+    const bool others_create = (st.st_mode & S_IWOTH) != 0 || ((st.st_mode & S_IWGRP) != 0 && st.st_gid != ::getegid());
+    if (!others_create) return true;
+    return !socket_directory && (st.st_mode & S_ISVTX) != 0;
 }
 
 // Checks a canonical directory and every ancestor: each must be a real
 // directory (no symlink) that trusted_directory() accepts. Then nobody else
-// can swap any component of the path under us.
+// can swap any component of the path under us, nor create a file in the
+// directory itself.
 inline Result<Unit> check_directory(const std::string& dir) {
     std::string part;
     for (std::size_t i = 0; i <= dir.size(); ++i) {
@@ -2085,7 +2123,12 @@ inline Result<Unit> check_directory(const std::string& dir) {
             const std::string& at = part.empty() ? dir : part;
             struct stat st {};
             if (::lstat(at.c_str(), &st) != 0) return fail(Errc::directory, errno, "lstat");
-            if (!trusted_directory(st)) return fail(Errc::insecure_directory, EPERM, "directory or ancestor writable by others, or not ours");
+            const bool last = i == dir.size();
+            if (!trusted_directory(st, last)) {
+                if (last && (st.st_mode & S_ISVTX) != 0 && S_ISDIR(st.st_mode) && (st.st_uid == ::geteuid() || st.st_uid == 0))
+                    return fail(Errc::insecure_directory, EPERM, "socket directory is shared (sticky, writable by others): another user could take a name first; Config::allow_shared_directory accepts that");
+                return fail(Errc::insecure_directory, EPERM, "directory or ancestor writable by others, or not ours");
+            }
         }
         if (i < dir.size()) part += dir[i];
     }
@@ -2144,12 +2187,6 @@ inline Result<socklen_t> unix_address(const std::string& path, struct sockaddr_u
 inline bool expected_server_uid(uid_t uid, uid_t expected) noexcept {
     if (expected != static_cast<uid_t>(-1)) return uid == expected;
     return uid == ::geteuid() || uid == 0;
-}
-
-// A socket file (never a symlink) owned by a uid we may talk to.
-inline bool is_server_socket(const std::string& path, uid_t expected) noexcept {
-    struct stat st {};
-    return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && expected_server_uid(st.st_uid, expected);
 }
 
 // ---- Who holds a name (docs/filesystem.md) --------------------------------
@@ -2326,8 +2363,7 @@ inline int probe_by_connect(const std::string& path) {
 // <dir>/NAME.sock, and it must fit sun_path too.
 inline std::string private_bind_dir(const std::string& dir, const Name& name) { return name_path(dir, ".", name, ".XXXXXX"); }
 
-// Whether /proc/net/unix lists a listening socket bound at this path (a
-// reference server; ours are bound elsewhere first, see above).
+// Whether a path is in a list that listening_paths() made.
 inline bool listed(const std::vector<std::string>& listening, const std::string& path) {
     for (const auto& p : listening) {
         if (p == path) return true;
@@ -2335,35 +2371,176 @@ inline bool listed(const std::vector<std::string>& listening, const std::string&
     return false;
 }
 
-// Whether a live server has this name in the (canonical) directory. Its
-// socket file must be a socket (not a link) owned by an expected uid; then
-// an ipc.hpp server holds the name's lock with that very file published in
-// it, or the kernel lists a (reference) server listening on the path; only
-// when the kernel's list cannot be read is the socket probed with a connect
-// (which a reference server counts as a client, docs/protocol.md §5, and
-// which starts a systemd socket-activated service). A lock nobody holds
-// says that no ipc.hpp server is there, not that nothing listens: a
-// reference server, or a supervisor's socket, takes no lock.
-inline bool is_live(const std::string& dir, const Name& name, uid_t expected,
-                    const std::vector<std::string>* listening = nullptr) {
-    const std::string path = socket_path(dir, name);
-    if (!is_server_socket(path, expected)) return false;
-    if (name_lock_held(lock_path(dir, name), path) == 1) return true;
-    std::vector<std::string> own;
-    if (listening == nullptr && listening_paths(own)) listening = &own;
-    if (listening != nullptr) return listed(*listening, path);
+// The file a listening socket is bound to, as the kernel knows it: the
+// device (major, minor) and inode of the file that bind() made. sock_diag
+// gives the inode's low 32 bits only, and so does this.
+struct SocketFile {
+    unsigned dev_major = 0, dev_minor = 0;
+    std::uint32_t ino = 0;
+};
+// A stat() device number's major and minor, as glibc and musl encode it on
+// Linux (<sys/sysmacros.h> would define major() and minor() as macros in
+// every program that includes this header).
+constexpr unsigned dev_major(std::uint64_t dev) noexcept {
+    return static_cast<unsigned>(((dev >> 8) & 0xFFFU) | ((dev >> 32) & ~std::uint64_t{0xFFF}));
+}
+constexpr unsigned dev_minor(std::uint64_t dev) noexcept {
+    return static_cast<unsigned>((dev & 0xFFU) | ((dev >> 12) & ~std::uint64_t{0xFF}));
+}
+
+// What is known of the listening AF_UNIX stream sockets of this network
+// namespace, from the best source that answers (docs/filesystem.md):
+// - sock_diag: the file of each one (device and inode), which nobody can
+//   forge: a socket is listed at a file only if it was bound there;
+// - proc_net_unix: the paths /proc/net/unix prints, which anyone can forge
+//   (a newline in an abstract name starts a line of their own), so a path
+//   found there is confirmed with a connect before it counts;
+// - none: neither could be read; every file is probed with a connect.
+struct Listeners {
+    enum class Source : unsigned char { none, proc_net_unix, sock_diag };
+    Source source = Source::none;
+    std::vector<SocketFile> files;   // sock_diag
+    std::vector<std::string> paths;  // proc_net_unix
+
+    bool has(const struct stat& st) const noexcept {
+#if IPC_HPP_HAVE_SOCK_DIAG
+        const auto dev = static_cast<std::uint64_t>(st.st_dev);
+        const unsigned ma = dev_major(dev), mi = dev_minor(dev);
+        const auto ino = static_cast<std::uint32_t>(st.st_ino);
+        for (const auto& f : files) {
+            if (f.ino == ino && f.dev_minor == mi && f.dev_major == ma) return true;
+        }
+#else
+        (void)st;
+#endif
+        return false;
+    }
+};
+
+#if IPC_HPP_HAVE_SOCK_DIAG
+// Appends the files of the listening AF_UNIX stream sockets, from one
+// sock_diag dump (NETLINK_SOCK_DIAG, no privilege needed). false when the
+// kernel does not answer it (no netlink, unix_diag not loadable, seccomp):
+// then `out` is not to be used.
+inline bool sock_diag_listeners(std::vector<SocketFile>& out) {
+    const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0) return false;
+    Fd owned(fd);
+    struct {
+        struct nlmsghdr nlh;
+        struct unix_diag_req req;
+    } ask {};
+    ask.nlh.nlmsg_len = sizeof ask;
+    ask.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    ask.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    ask.nlh.nlmsg_seq = 1;
+    ask.req.sdiag_family = AF_UNIX;
+    ask.req.udiag_states = 1U << 10;  // TCP_LISTEN: what a listening unix socket reports
+    ask.req.udiag_show = UDIAG_SHOW_VFS;
+    struct sockaddr_nl kernel {};
+    kernel.nl_family = AF_NETLINK;
+    ssize_t sent;
+    do {
+        sent = ::sendto(fd, &ask, sizeof ask, 0, reinterpret_cast<const struct sockaddr*>(&kernel), sizeof kernel);
+    } while (sent < 0 && errno == EINTR);
+    if (sent != static_cast<ssize_t>(sizeof ask)) return false;
+    // 32 KiB holds about 700 sockets' records; a dump takes as many reads as it needs.
+    std::vector<unsigned char> buf(32768);
+    for (;;) {
+        ssize_t r;
+        do {
+            r = ::recv(fd, buf.data(), buf.size(), 0);
+        } while (r < 0 && errno == EINTR);
+        if (r <= 0) return false;
+        std::size_t off = 0;
+        const auto total = static_cast<std::size_t>(r);
+        while (total - off >= sizeof(struct nlmsghdr)) {
+            struct nlmsghdr h;
+            std::memcpy(&h, buf.data() + off, sizeof h);
+            if (h.nlmsg_len < sizeof h || h.nlmsg_len > total - off) return false;
+            if (h.nlmsg_type == NLMSG_DONE) return true;
+            if (h.nlmsg_type == NLMSG_ERROR) return false;
+            const std::size_t body = NLMSG_LENGTH(0);
+            if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY && h.nlmsg_len >= body + sizeof(struct unix_diag_msg)) {
+                struct unix_diag_msg m;
+                std::memcpy(&m, buf.data() + off + body, sizeof m);
+                // The attributes, each a 4-byte header (length, type) and its value, 4-aligned.
+                std::size_t at = body + NLMSG_ALIGN(sizeof m);
+                while (m.udiag_type == SOCK_STREAM && m.udiag_state == 10 && at + 4 <= h.nlmsg_len) {
+                    unsigned short len = 0, type = 0;
+                    std::memcpy(&len, buf.data() + off + at, 2);
+                    std::memcpy(&type, buf.data() + off + at + 2, 2);
+                    if (len < 4 || len > h.nlmsg_len - at) break;
+                    if (type == UNIX_DIAG_VFS && len >= 4 + sizeof(struct unix_diag_vfs)) {
+                        struct unix_diag_vfs v;
+                        std::memcpy(&v, buf.data() + off + at + 4, sizeof v);
+                        // The kernel's own dev_t: 12 bits of major above 20 of minor.
+                        out.push_back(SocketFile{v.udiag_vfs_dev >> 20, v.udiag_vfs_dev & 0xFFFFFU, v.udiag_vfs_ino});
+                    }
+                    at += (static_cast<std::size_t>(len) + 3U) & ~std::size_t{3};
+                }
+            }
+            off += NLMSG_ALIGN(h.nlmsg_len);
+        }
+    }
+}
+#endif
+
+// The listening sockets, from sock_diag, else /proc/net/unix, else none.
+inline Listeners listeners() {
+    Listeners l;
+#if IPC_HPP_HAVE_SOCK_DIAG
+    if (sock_diag_listeners(l.files)) {
+        l.source = Listeners::Source::sock_diag;
+        return l;
+    }
+    l.files.clear();
+#endif
+    if (listening_paths(l.paths)) l.source = Listeners::Source::proc_net_unix;
+    return l;
+}
+
+// Whether a socket listens on the file at `path` (whose lstat is `st`).
+// sock_diag says it; from /proc/net/unix, a path listed there is confirmed
+// with a connect (a forged line names a path, it cannot accept on it); with
+// neither, the connect alone says.
+inline bool listening_at(const Listeners& l, const std::string& path, const struct stat& st) {
+    switch (l.source) {
+        case Listeners::Source::sock_diag: return l.has(st);
+        case Listeners::Source::proc_net_unix: return listed(l.paths, path) && probe_by_connect(path) == 1;
+        case Listeners::Source::none: break;
+    }
     return probe_by_connect(path) == 1;
 }
 
+// Whether a live server has this name in the (canonical) directory. Its
+// socket file must be a socket (not a link) owned by an expected uid; then
+// an ipc.hpp server holds the name's lock with that very file published in
+// it, or a (reference) server listens on that file (listening_at: the
+// kernel's sock_diag says so; only without it is the socket probed with a
+// connect, which a reference server counts as a client, docs/protocol.md
+// §5, and which starts a systemd socket-activated service). A lock nobody
+// holds says that no ipc.hpp server is there, not that nothing listens: a
+// reference server, or a supervisor's socket, takes no lock.
+inline bool is_live(const std::string& dir, const Name& name, uid_t expected, const Listeners* known = nullptr) {
+    const std::string path = socket_path(dir, name);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || !expected_server_uid(st.st_uid, expected)) return false;
+    if (name_lock_held(lock_path(dir, name), path) == 1) return true;
+    if (known != nullptr) return listening_at(*known, path, st);
+    return listening_at(listeners(), path, st);
+}
+
 // Before a server replaces a socket file: whether a server that takes no
-// lock (a reference PHP server, or ipc.hpp 0.1) listens on it. A file the
-// kernel does not list is confirmed with a connect, because /proc/net/unix
-// lists only this network namespace's sockets.
+// lock (a reference PHP server, or ipc.hpp 0.1) listens on it. sock_diag
+// answers for this network namespace; a file it does not list, and every
+// file without it, is confirmed with a connect (a server in another
+// namespace may listen on a file we see).
 inline bool lockless_server_at(const std::string& path) {
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
-    std::vector<std::string> listening;
-    if (listening_paths(listening) && listed(listening, path)) return true;
+    const Listeners l = listeners();
+    if (l.source == Listeners::Source::sock_diag && l.has(st)) return true;
     return probe_by_connect(path) == 1;
 }
 
@@ -2543,12 +2720,15 @@ public:
     // When bytes last arrived; the caller stamps it with its clock (the
     // client does so at its next clock reading, so it is never early).
     void heard(std::int64_t now) noexcept { last_in_ = now; }
+    std::int64_t last_heard() const noexcept { return last_in_; }
     // The memory the frame being received needs, as far as is known yet:
     // what is buffered of it, or its announced size once the length is in.
     std::size_t receiving() const noexcept {
         const std::size_t have = decoder_.buffered();
         return decoder_.wanted() > have ? decoder_.wanted() : have;
     }
+    // What the decoder holds for large frames (Decoder::reserved()).
+    std::size_t reserved() const noexcept { return decoder_.reserved(); }
     static constexpr std::size_t min_room = std::size_t{16} << 10;
     static constexpr std::size_t slot_keep = std::size_t{64} << 10;
     static constexpr std::size_t max_room = std::size_t{8} << 20;
@@ -3991,12 +4171,16 @@ struct Connection {
     std::size_t index = 0;     // in ServerCore::conns_, and pfds_[2 + index]
     std::size_t heap_at = 0;   // in ServerCore::timers_
     std::int64_t due = never;  // its key there: conv.due() when last scheduled
+    std::size_t queued = 0;    // ServerCore's count of it (account())
+    std::size_t receiving = 0;
     bool dead = false;
 };
 
 class ServerCore {
 public:
-    explicit ServerCore(std::shared_ptr<ServerState> s) : keep_(std::move(s)), s_(*keep_), queue_limit_(limit_of(s_.config)) {}
+    explicit ServerCore(std::shared_ptr<ServerState> s)
+        : keep_(std::move(s)), s_(*keep_), queue_limit_(limit_of(s_.config)), budget_(budget_of(s_.config, queue_limit_)),
+          stall_ms_(s_.config.stall_timeout.count()) {}
     ServerCore(const ServerCore&) = delete;
     ServerCore& operator=(const ServerCore&) = delete;
     ~ServerCore() { close(); }
@@ -4123,6 +4307,7 @@ public:
         const bool accepting = !shutting_down_ && now >= accept_paused_until_;
         if (!accepting && !shutting_down_) due = min(due, accept_paused_until_);
         if (trim_pending()) due = min(due, trimmed_at_ + trim_every_ms);  // see give_back()
+        if (admitted_ != nullptr && stall_ms_ >= 0) due = min(due, later(later(admitted_->conv.last_heard(), stall_ms_), 1));  // see budget_timers()
         pfds_[1].fd = accepting ? listener_.get() : -1;
         const std::int64_t left = due == never ? -1 : (due > now ? due - now : 0);
         timeout_ms = left > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int>(left);
@@ -4167,6 +4352,7 @@ public:
         if (shutting_down_ && now_ >= shutdown_deadline_) {
             for (auto& c : conns_) drop(*c, DropReason::shutdown, Error{Errc::timed_out, 0, "shutdown"});
         }
+        if (pausing_) budget_timers();
         sweep();
     }
 
@@ -4246,9 +4432,14 @@ public:
             drop(c, DropReason::closed, Error{Errc::closed, 0, "closed"});
             return true;
         }
+        account(c);
+        watch(c);
+        return true;
+    }
+    // What to poll c for: POLLOUT while bytes wait, POLLIN unless closed or paused.
+    void watch(Connection& c) noexcept {
         const short in = c.conv.state() == Conversation::State::closed || read_paused(c) ? 0 : POLLIN;
         pfds_[2 + c.index].events = static_cast<short>(c.conv.wants_write() ? (in | POLLOUT) : in);
-        return true;
     }
 
 private:
@@ -4285,8 +4476,65 @@ private:
     // read, so a peer that never reads is still seen asking and dropped at
     // the respond; a paused one that takes nothing is dropped by the stall
     // timer (queue_full). Reading resumes when the peer reads.
-    bool read_paused(const Connection& c) const noexcept {
+    // ---- The server-wide budget (Config::max_total_queued_bytes) ---------
+    // Held: what is queued for every client, and the bytes of large frames
+    // their decoders hold (being received, or kept for the next one). Past
+    // the budget, a client with answers waiting is not read at all, and no
+    // client is read further into a large frame but one, the admitted one:
+    // the queues are emptied by writing or by the stall timer, the admitted
+    // frame ends (or its sender, silent for stall_timeout, is dropped), so
+    // the pause always ends, and memory grows by at most one frame past it.
+    bool read_paused(Connection& c) noexcept {
+        if (pausing_ && over_budget()) {
+            if (c.conv.wants_write()) return true;
+            if (c.conv.receiving() >= Conversation::min_room && !admitted(c)) return true;
+        }
         return c.conv.wants_write() && c.conv.receiving() >= Conversation::min_room && past_limit(c, c.conv.receiving());
+    }
+    bool over_budget() const noexcept { return queued_ + receiving_ >= budget_; }
+    bool admitted(Connection& c) noexcept {
+        if (admitted_ == nullptr && queued_ == 0) admitted_ = &c;  // (while answers wait, none)
+        return admitted_ == &c;
+    }
+    // Brings the server's totals up to date with c's queue and frame.
+    void account(Connection& c) noexcept {
+        const std::size_t q = c.conv.wants_write() ? c.conv.queued() : 0, r = c.conv.reserved();
+        if ((q | r | c.queued | c.receiving) == 0) return;  // nothing held, before or now
+        queued_ = queued_ - c.queued + q;
+        receiving_ = receiving_ - c.receiving + r;
+        c.queued = q;
+        c.receiving = r;
+        if (over_budget()) pausing_ = true;  // (process() ends the pause)
+        if (admitted_ == &c && c.conv.receiving() < Conversation::min_room) let_go();
+    }
+    // The admitted frame ended (or its client went): another may start.
+    void let_go() noexcept {
+        admitted_ = nullptr;
+        rewatch_ = true;
+    }
+    static std::size_t budget_of(const Config& config, std::size_t one) noexcept {
+        if (config.max_total_queued_bytes != 0) return config.max_total_queued_bytes;
+        return one > SIZE_MAX / 4 ? SIZE_MAX : one * 4;
+    }
+    // At the end of process(): the pause ends under the budget; the peers
+    // it left unwatched for reading are watched again then, and when the
+    // admitted frame ended. The admitted client that sent nothing for
+    // stall_timeout is dropped.
+    void budget_timers() {
+        if (admitted_ != nullptr && stall_ms_ >= 0 && now_ - admitted_->conv.last_heard() > stall_ms_) {
+            drop(*admitted_, DropReason::queue_full, Error{Errc::timed_out, ENOBUFS, "a large frame stopped midway past Config::max_total_queued_bytes"});
+        }
+        if (!over_budget()) {
+            pausing_ = false;
+            admitted_ = nullptr;
+            rewatch_ = true;
+        }
+        if (pausing_ && admitted_ == nullptr) rewatch_ = true;  // (a large frame waits: one is admitted at its read)
+        if (!rewatch_) return;
+        rewatch_ = false;
+        for (auto& c : conns_) {
+            if (!c->dead) watch(*c);
+        }
     }
     // Whether `more` bytes on top of what is queued for c pass queue_limit().
     bool past_limit(const Connection& c, std::size_t more) const noexcept {
@@ -4351,6 +4599,7 @@ private:
             // Over: nothing more is read (or buffered) from it, only its
             // `close ok` written.
             if (c.conv.state() == Conversation::State::closed) break;
+            if (round > 0) account(c);
             if (read_paused(c)) break;  // flush() below leaves POLLIN out
             std::size_t room = 0;
             auto n = receive(c.fd.get(), c.conv, room);
@@ -4412,7 +4661,7 @@ private:
                     // one: its connection's decoder may keep it to receive
                     // the next large frame into (until it is idle).
                     if (scratch_.content().capacity() > large_content) {
-                        c.conv.recycle(std::move(scratch_.content()));
+                        if (pausing_ == 0) c.conv.recycle(std::move(scratch_.content()));  // (not past the budget)
                         std::string().swap(scratch_.content());
                     }
                     break;
@@ -4464,6 +4713,10 @@ private:
         c.dead = true;
         c.fd.reset();
         pfds_[2 + c.index].fd = -1;
+        queued_ -= c.queued;
+        receiving_ -= c.receiving;
+        c.queued = c.receiving = 0;
+        if (admitted_ == &c) let_go();
         heap_remove(c);
         ++dead_;
         report(c.peer, why, e);
@@ -4564,6 +4817,13 @@ private:
     ServerState& s_;                     // *keep_
     Owner owner_;                        // the process that opened it
     std::size_t queue_limit_;            // see queue_limit()
+    std::size_t budget_;                 // Config::max_total_queued_bytes, see account()
+    std::size_t queued_ = 0;             // the sum of the connections' `queued`
+    std::size_t receiving_ = 0;          // and of their `receiving`
+    bool pausing_ = false;               // the budget was reached; process() ends the pause (budget_timers())
+    bool rewatch_ = false;               // the pause eased: every peer's poll events again
+    Connection* admitted_ = nullptr;     // the one large frame read on past the budget
+    std::int64_t stall_ms_;              // Config::stall_timeout (negative: none)
     Fd listener_;
     HeldLock lock_;  // holds NAME.lock while serving
     dev_t dev_ = 0;
@@ -4928,14 +5188,13 @@ public:
             if (errno == ENOENT) return names;
             return fail(Errc::directory, errno, "opendir");
         }
-        std::vector<std::string> listening;
-        const bool have_list = detail::listening_paths(listening);
+        const detail::Listeners listening = detail::listeners();  // one reading for every name
         while (struct dirent* e = ::readdir(d)) {
             std::string_view file(e->d_name);
             if (file.size() <= 5 || file.substr(file.size() - 5) != ".sock") continue;
             auto name = Name::parse(file.substr(0, file.size() - 5));
             if (!name) continue;
-            if (detail::is_live(config_.directory, *name, config_.expect_server_uid, have_list ? &listening : nullptr)) {
+            if (detail::is_live(config_.directory, *name, config_.expect_server_uid, &listening)) {
                 names.push_back(std::move(name).value());
             }
         }

@@ -1,5 +1,5 @@
 // The platform layer, function by function: header section 9 (the
-// /proc/net/unix parser, the paths a name owns, sun_path, the socket
+// /proc/net/unix parser, the sock_diag listing, the paths a name owns, sun_path, the socket
 // directory, Deadline) and section 7's Buffer, plus what section 8's
 // Milliseconds does at its extremes that tests/test_client.cpp does not
 // already pin. Everything here runs in this process, in its own TempDir;
@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -398,6 +399,64 @@ TEST_CASE("detail: /proc/net/unix as the kernel writes it for sockets made here"
     CHECK_FALSE(d::listening_paths(live));
     CHECK(live.empty());
 #endif
+}
+
+// ---- sock_diag: the files listening sockets are bound to --------------------
+
+TEST_CASE("detail: dev_major and dev_minor decode st_dev as <sys/sysmacros.h> does") {
+    for (std::uint64_t dev : {std::uint64_t{0}, std::uint64_t{0x803}, std::uint64_t{0x10302}, std::uint64_t{0x12345678AB},
+                              std::uint64_t{0xFFFFFFFFFFFF}, ~std::uint64_t{0}}) {
+        CAPTURE(dev);
+        CHECK(d::dev_major(dev) == major(static_cast<dev_t>(dev)));
+        CHECK(d::dev_minor(dev) == minor(static_cast<dev_t>(dev)));
+    }
+}
+
+TEST_CASE("detail: listeners() names the file a socket listens on, by device and inode, and no other") {
+    TempDir dir;
+    const std::string live = dir.file("live.sock"), stale = dir.file("stale.sock"), moved = dir.file("moved.sock");
+    struct sockaddr_un addr {};
+    const auto bind_at = [&](const std::string& path, bool listen) {
+        REQUIRE(d::unix_address(path, addr).has_value());
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        REQUIRE(fd >= 0);
+        REQUIRE(::bind(fd, reinterpret_cast<const struct sockaddr*>(&addr), d::unix_address(path, addr).value()) == 0);
+        if (listen) REQUIRE(::listen(fd, 4) == 0);
+        return d::Fd(fd);
+    };
+    d::Fd a = bind_at(live, true);
+    { d::Fd gone = bind_at(stale, true); }  // closed: a stale file
+    d::Fd bound = bind_at(dir.file("bound.sock"), false);  // bound, not listening
+    d::Fd b = bind_at(dir.file("b.sock"), true);
+    REQUIRE(::rename(dir.file("b.sock").c_str(), moved.c_str()) == 0);  // (how an ipc.hpp server puts its socket in place)
+    struct stat st_live {}, st_stale {}, st_bound {}, st_moved {};
+    REQUIRE(::lstat(live.c_str(), &st_live) == 0);
+    REQUIRE(::lstat(stale.c_str(), &st_stale) == 0);
+    REQUIRE(::lstat(dir.file("bound.sock").c_str(), &st_bound) == 0);
+    REQUIRE(::lstat(moved.c_str(), &st_moved) == 0);
+    const d::Listeners l = d::listeners();
+#if IPC_HPP_HAVE_SOCK_DIAG
+    REQUIRE(l.source == d::Listeners::Source::sock_diag);  // (this kernel answers it)
+    CHECK(l.has(st_live));
+    CHECK(l.has(st_moved));  // the file, wherever it is now
+    CHECK_FALSE(l.has(st_stale));
+    CHECK_FALSE(l.has(st_bound));
+    CHECK(d::listening_at(l, live, st_live));
+    CHECK_FALSE(d::listening_at(l, stale, st_stale));
+    struct stat other = st_live;
+    other.st_ino += 1;
+    CHECK_FALSE(l.has(other));
+#elif IPC_HPP_HAVE_PROC_NET_UNIX
+    REQUIRE(l.source == d::Listeners::Source::proc_net_unix);
+#else
+    CHECK(l.source == d::Listeners::Source::none);
+#endif
+    // Whatever the source: the listener is live and the stale file is not
+    // (from /proc/net/unix or alone, a connect confirms).
+    const d::Listeners none;
+    CHECK(d::listening_at(none, live, st_live));
+    CHECK_FALSE(d::listening_at(none, stale, st_stale));
+    CHECK_FALSE(d::listening_at(none, dir.file("bound.sock"), st_bound));
 }
 
 // ---- The paths a name owns, sun_path ------------------------------------------

@@ -7,6 +7,7 @@
 #   IPC_HPP_HAVE_MSG_NOSIGNAL=0   send() without MSG_NOSIGNAL
 #   IPC_HPP_HAVE_SO_PEERCRED=0    no peer credentials
 #   IPC_HPP_HAVE_PROC_NET_UNIX=0  liveness by connecting, not /proc/net/unix
+#   IPC_HPP_HAVE_SOCK_DIAG=0      nor sock_diag (netlink)
 #   IPC_HPP_HAVE_INOTIFY=0        Ipc::wait polls with a backoff
 #   IPC_HPP_HAVE_MALLOC_TRIM=0    idle buffers freed, no malloc_trim() (non-glibc)
 #   IPC_HPP_HAVE_PTHREAD_ATFORK=0 a forked child told by getpid() on close only, its lock copies kept
@@ -46,7 +47,7 @@ if ! meson setup "$build_dir" -Dfallbacks=true \
     finish 1
 fi
 # The defines really are on the command line of every compile.
-for feature in ACCEPT4 SOCK_CLOEXEC MSG_NOSIGNAL SO_PEERCRED PROC_NET_UNIX INOTIFY MALLOC_TRIM PTHREAD_ATFORK; do
+for feature in ACCEPT4 SOCK_CLOEXEC MSG_NOSIGNAL SO_PEERCRED PROC_NET_UNIX SOCK_DIAG INOTIFY MALLOC_TRIM PTHREAD_ATFORK; do
     if ! grep -q -- "-DIPC_HPP_HAVE_$feature=0" "$build_dir/compile_commands.json"; then
         echo "fallbacks: IPC_HPP_HAVE_$feature=0 is not in the build's compile commands" >&2
         finish 1

@@ -22,13 +22,6 @@ using namespace ipc_test;
 
 namespace {
 
-// The unprivileged second user CI creates (.ci/run: useradd ipc-hostile);
-// nullptr when not root or when the user does not exist.
-const struct passwd* hostile_user() {
-    if (::geteuid() != 0) return nullptr;
-    return ::getpwnam("ipc-hostile");
-}
-
 // One trial: two processes listen on the same name at the same moment.
 // Returns how many of them got to serve. Each reports its attempt on a pipe
 // at once; a winner holds the name until the parent has both reports, so a
@@ -161,9 +154,14 @@ TEST_CASE("regression: a directory other users can write to, or that is not ours
     refused_as_insecure(test_config(shared));
     CHECK_FALSE(file_exists(shared + "/srv.sock"));
 
-    // A sticky one (like /tmp) is fine, and so is one the user says is shared.
+    // A sticky one (like /tmp) is refused too (others could create a name's
+    // files first: regression/another_user_kept_a_name_or_grew_the_server),
+    // but is fine as an ancestor; one the user says is shared is accepted.
     REQUIRE(::chmod(shared.c_str(), 01777) == 0);
-    accepted(test_config(shared));
+    refused_as_insecure(test_config(shared));
+    const std::string below = shared + "/mine";
+    REQUIRE(::mkdir(below.c_str(), 0700) == 0);
+    accepted(test_config(below));
     REQUIRE(::chmod(shared.c_str(), 0777) == 0);
     ipc::Config relaxed = test_config(shared);
     relaxed.allow_shared_directory = true;
@@ -224,8 +222,7 @@ TEST_CASE("regression: a hostile second user swapping NAME.sock for a symlink ne
     CPU_SET(0, &cpu0);
     Child attacker = spawn([&]() -> std::string {
         if (::sched_setaffinity(0, sizeof cpu0, &cpu0) != 0) return "sched_setaffinity";
-        if (::setresgid(user->pw_gid, user->pw_gid, user->pw_gid) != 0) return "setresgid";
-        if (::setresuid(user->pw_uid, user->pw_uid, user->pw_uid) != 0) return "setresuid";
+        if (!become(user)) return "become";
         const int watch = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
         if (watch < 0 || ::inotify_add_watch(watch, shared.c_str(), IN_CREATE | IN_MOVED_TO) < 0) return "inotify";
         const std::string tmp = shared + "/evil";

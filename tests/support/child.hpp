@@ -1,4 +1,4 @@
-// A child process (fork, wait, kill) whose result comes back through a pipe (spawn, fork_with_pipe), outcome_of_misuse (a child that should abort), and Pipe, one byte for "now".
+// A child process (fork, wait, kill) whose result comes back through a pipe (spawn, fork_with_pipe), outcome_of_misuse (a child that should abort), Pipe, one byte for "now", and the second user (hostile_user, become).
 #ifndef IPC_HPP_TESTS_SUPPORT_CHILD_HPP
 #define IPC_HPP_TESTS_SUPPORT_CHILD_HPP
 
@@ -15,6 +15,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +24,19 @@
 namespace ipc_test {
 
 namespace ipc = ipc_hpp;
+
+// The unprivileged second user CI creates (.ci/run: useradd ipc-hostile);
+// nullptr when not root or when the user does not exist.
+inline const struct passwd* hostile_user() {
+    if (::geteuid() != 0) return nullptr;
+    return ::getpwnam("ipc-hostile");
+}
+
+// In a forked child: becomes that user for good (group first). false on failure.
+inline bool become(const struct passwd* user) {
+    return ::setgroups(0, nullptr) == 0 && ::setresgid(user->pw_gid, user->pw_gid, user->pw_gid) == 0 &&
+           ::setresuid(user->pw_uid, user->pw_uid, user->pw_uid) == 0;
+}
 
 inline bool write_all_fd(int fd, std::string_view bytes) {
     std::size_t off = 0;

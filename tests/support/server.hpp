@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include <sys/stat.h>
+
 namespace ipc_test {
 
 namespace ipc = ipc_hpp;
@@ -141,11 +143,17 @@ inline Child spawn_late_server(const ipc::Config& config, const ipc::Name& name,
     });
 }
 
-// Whether the kernel lists a listening AF_UNIX socket bound to path
-// (/proc/net/unix; flag __SO_ACCEPTCON): a raw or reference-like server.
-// Never connects: a connect-and-drop probe would show up as a dropped
-// connection in the server under test.
+// Whether the kernel lists a listening AF_UNIX socket bound to path: a raw
+// or reference-like server. sock_diag where the kernel answers it (a file's
+// inode: another user's forged /proc/net/unix line cannot fool it), else
+// /proc/net/unix (flag __SO_ACCEPTCON). Never connects: a connect-and-drop
+// probe would show up as a dropped connection in the server under test.
 inline bool listening(const std::string& path) {
+    const ipc::detail::Listeners known = ipc::detail::listeners();
+    if (known.source == ipc::detail::Listeners::Source::sock_diag) {
+        struct stat st {};
+        return ::lstat(path.c_str(), &st) == 0 && known.has(st);
+    }
     FILE* f = std::fopen("/proc/net/unix", "r");
     if (f == nullptr) return false;
     char line[4096];
