@@ -1336,10 +1336,15 @@ public:
     std::size_t buffered() const noexcept { return buf_.size() - pos_ + (direct_ ? head_ + body_have_ : 0); }
     // Bytes the current partial frame needs in all (0 when unknown).
     std::size_t wanted() const noexcept { return want_; }
-    // The bytes held for large frames: what came of the frame being
-    // received (its string grows as it comes), or the string kept for the
-    // next one (recycle()). 0 when no such string is held.
-    std::size_t reserved() const noexcept { return detail::heap_bytes(body_) != 0 ? body_.size() : 0; }
+    // The bytes held for large frames: a receive buffer grown past the
+    // small one every connection keeps (a frame's first sixteenth, or
+    // frames pipelined), and what came of the frame being received (its
+    // string grows as it comes) or the string kept for the next one
+    // (recycle()). 0 when neither is held.
+    std::size_t reserved() const noexcept {
+        const std::size_t in_buffer = buf_.capacity() > keep_buffer ? buf_.capacity() : 0;
+        return in_buffer + (detail::heap_bytes(body_) != 0 ? body_.size() : 0);
+    }
     // Gives memory back after a burst of large messages.
     void shrink() {
         compact();
