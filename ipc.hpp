@@ -2207,25 +2207,34 @@ inline bool expected_server_uid(uid_t uid, uid_t expected) noexcept {
 inline std::string lock_path(const std::string& dir, const Name& name) { return name_path(dir, "", name, ".lock"); }
 
 // Takes the name's lock: the fd that holds it, or name_in_use. The file
-// is readable by whoever may connect (`socket_mode`), so that they can tell
-// a live server; it is emptied at once, and holds the socket's device and
-// inode once the socket is in place (publish_socket).
-inline Result<Fd> take_name_lock(const std::string& path, mode_t socket_mode) {
-    mode_t mode = S_IRUSR | S_IWUSR;
-    if ((socket_mode & (S_IRGRP | S_IWGRP)) != 0) mode |= S_IRGRP;
-    if ((socket_mode & (S_IROTH | S_IWOTH)) != 0) mode |= S_IROTH;
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
+// is ours alone (0600, and made so if an older version left it readable):
+// whoever else could open it could hold a read lock on it, and keep every
+// later server of the name out. Others tell a live server by the kernel's
+// sock_diag instead (is_live). It is emptied at once, and holds the
+// socket's device and inode once the socket is in place (publish_socket).
+inline Result<Fd> take_name_lock(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, S_IRUSR | S_IWUSR);
     if (fd < 0) return fail(errno == ELOOP ? Errc::insecure_directory : Errc::socket, errno, "open NAME.lock");
     Fd owned(fd);
     struct stat st {};
     if (::fstat(fd, &st) != 0) return fail(Errc::socket, errno, "fstat NAME.lock");
     if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) return fail(Errc::insecure_directory, EPERM, "NAME.lock is not our regular file");
+    if ((st.st_mode & 077) != 0 && ::fchmod(fd, S_IRUSR | S_IWUSR) != 0) return fail(Errc::socket, errno, "fchmod NAME.lock");
 #if defined(F_OFD_SETLK)
     struct flock fl {};
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
     bool locked = ::fcntl(fd, F_OFD_SETLK, &fl) == 0;
-    if (!locked && (errno == EAGAIN || errno == EACCES)) return fail(Errc::name_in_use, errno, "listen: another server holds the name");
+    if (!locked && (errno == EAGAIN || errno == EACCES)) {
+        // A server holds a write lock; a read lock is someone who opened the
+        // file while it was readable (an older version's 0644), not a server.
+        struct flock who {};
+        who.l_type = F_WRLCK;
+        who.l_whence = SEEK_SET;
+        if (::fcntl(fd, F_OFD_GETLK, &who) == 0 && who.l_type == F_RDLCK)
+            return fail(Errc::name_in_use, EAGAIN, "listen: NAME.lock is read-locked by a process that is not a server (it opened the file while it was readable); remove NAME.lock once no server runs");
+        return fail(Errc::name_in_use, errno, "listen: another server holds the name");
+    }
     if (!locked && errno != EINVAL) return fail(Errc::socket, errno, "lock NAME.lock");
     // EINVAL: a kernel without OFD locks; flock() below.
 #else
@@ -2268,7 +2277,7 @@ inline int name_lock_held(const std::string& path, const std::string& socket) no
     struct flock fl {};
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
-    if (::fcntl(fd, F_OFD_GETLK, &fl) == 0) held = fl.l_type == F_UNLCK ? 0 : 1;
+    if (::fcntl(fd, F_OFD_GETLK, &fl) == 0) held = fl.l_type == F_WRLCK ? 1 : 0;  // (a read lock is no server's)
     else if (errno != EINVAL) return -1;
 #endif
     if (held < 0) {
@@ -2485,6 +2494,7 @@ inline bool sock_diag_listeners(std::vector<SocketFile>& out) {
                     at += (static_cast<std::size_t>(len) + 3U) & ~std::size_t{3};
                 }
             }
+            if (NLMSG_ALIGN(h.nlmsg_len) > total - off) break;  // (the last one of the datagram)
             off += NLMSG_ALIGN(h.nlmsg_len);
         }
     }
@@ -2531,9 +2541,18 @@ inline bool is_live(const std::string& dir, const Name& name, uid_t expected, co
     const std::string path = socket_path(dir, name);
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || !expected_server_uid(st.st_uid, expected)) return false;
-    if (name_lock_held(lock_path(dir, name), path) == 1) return true;
-    if (known != nullptr) return listening_at(*known, path, st);
-    return listening_at(listeners(), path, st);
+    const int held = name_lock_held(lock_path(dir, name), path);
+    if (held == 1) return true;
+    Listeners own;
+    if (known == nullptr) {
+        own = listeners();
+        known = &own;
+    }
+    // An ipc.hpp server is bound elsewhere first, so /proc/net/unix does
+    // not list it here: where its lock cannot be read (another uid's
+    // server), only a connect can tell.
+    if (held < 0 && known->source == Listeners::Source::proc_net_unix) return probe_by_connect(path) == 1;
+    return listening_at(*known, path, st);
 }
 
 // Before a server replaces a socket file: whether a server that takes no
@@ -2725,7 +2744,6 @@ public:
     // When bytes last arrived; the caller stamps it with its clock (the
     // client does so at its next clock reading, so it is never early).
     void heard(std::int64_t now) noexcept { last_in_ = now; }
-    std::int64_t last_heard() const noexcept { return last_in_; }
     // The memory the frame being received needs, as far as is known yet:
     // what is buffered of it, or its announced size once the length is in.
     std::size_t receiving() const noexcept {
@@ -2733,7 +2751,21 @@ public:
         return decoder_.wanted() > have ? decoder_.wanted() : have;
     }
     // What the decoder holds for large frames (Decoder::reserved()).
-    std::size_t reserved() const noexcept { return decoder_.reserved(); }
+    // And the write buffer's room beyond what is queued in it, once it grew
+    // past 64 KiB (it keeps its capacity until the connection is idle).
+    std::size_t reserved() const noexcept {
+        const std::size_t spare = out_.capacity() > (std::size_t{64} << 10) ? out_.capacity() - (out_.size() - out_off_) : 0;
+        return decoder_.reserved() + spare;
+    }
+    // Gives the buffers back now, as an idle connection does (fire()), when
+    // nothing waits in them; what they held. (Server, past its budget.)
+    std::size_t shed() noexcept {
+        if (role_ != Role::server || !releasable()) return 0;
+        const std::size_t freed = decoder_.capacity() + out_.capacity();
+        decoder_.release();
+        out_.release();
+        return freed;
+    }
     static constexpr std::size_t min_room = std::size_t{16} << 10;
     static constexpr std::size_t slot_keep = std::size_t{64} << 10;
     static constexpr std::size_t max_room = std::size_t{8} << 20;
@@ -4200,7 +4232,7 @@ public:
         const std::string& dir = s_.config.directory;
         auto d = prepare_directory(dir, s_.config.directory_mode, s_.config.allow_shared_directory);
         if (!d) return d;
-        auto lock = take_name_lock(lock_path(dir, s_.name), s_.config.socket_mode);
+        auto lock = take_name_lock(lock_path(dir, s_.name));
         if (!lock) return fail(lock.error());
         struct stat st {};
         if (::lstat(s_.path.c_str(), &st) == 0) {
@@ -4312,7 +4344,7 @@ public:
         const bool accepting = !shutting_down_ && now >= accept_paused_until_;
         if (!accepting && !shutting_down_) due = min(due, accept_paused_until_);
         if (trim_pending()) due = min(due, trimmed_at_ + trim_every_ms);  // see give_back()
-        if (admitted_ != nullptr && stall_ms_ >= 0) due = min(due, later(later(admitted_->conv.last_heard(), stall_ms_), 1));  // see budget_timers()
+        if (admitted_ != nullptr && stall_ms_ >= 0) due = min(due, later(later(admitted_at_, stall_ms_), 1));  // see budget_timers()
         pfds_[1].fd = accepting ? listener_.get() : -1;
         const std::int64_t left = due == never ? -1 : (due > now ? due - now : 0);
         timeout_ms = left > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int>(left);
@@ -4482,35 +4514,62 @@ private:
     // the respond; a paused one that takes nothing is dropped by the stall
     // timer (queue_full). Reading resumes when the peer reads.
     // ---- The server-wide budget (Config::max_total_queued_bytes) ---------
-    // Held: what is queued for every client, and the bytes of large frames
-    // their decoders hold (being received, or kept for the next one). Past
-    // the budget, a client with answers waiting is not read at all, and no
-    // client is read further into a large frame but one, the admitted one:
-    // the queues are emptied by writing or by the stall timer, the admitted
-    // frame ends (or its sender, silent for stall_timeout, is dropped), so
-    // the pause always ends, and memory grows by at most one frame past it.
+    // Held: what is queued for every client, and the buffers their
+    // conversations hold beyond the small ones every connection keeps
+    // (a large frame being received, a string kept for the next one, a
+    // grown write buffer). Past the budget, kept buffers are given back
+    // (pause()), and one client at a time is read, the admitted one, chosen
+    // while no answer waits anywhere, until its message is in (account()):
+    // a request read is an answer queued, and an answer may be larger than
+    // its request. The queues are emptied by writing or by the stall timer;
+    // the admitted one's message comes, or the client, not done within
+    // stall_timeout of its admission, is dropped (one that trickles a byte
+    // now and then cannot hold the others off). So the pause always ends,
+    // and memory grows by at most one message and its answer past it.
     bool read_paused(Connection& c) noexcept {
-        if (pausing_ && over_budget()) {
-            if (c.conv.wants_write()) return true;
-            if (c.conv.receiving() >= Conversation::min_room && !admitted(c)) return true;
-        }
+        if (pausing_ && over_budget() && (c.conv.wants_write() || !admitted(c))) return true;
         return c.conv.wants_write() && c.conv.receiving() >= Conversation::min_room && past_limit(c, c.conv.receiving());
     }
     bool over_budget() const noexcept { return queued_ + receiving_ >= budget_; }
     bool admitted(Connection& c) noexcept {
-        if (admitted_ == nullptr && queued_ == 0) admitted_ = &c;  // (while answers wait, none)
+        if (admitted_ == nullptr && queued_ == 0) {  // (while answers wait, none)
+            admitted_ = &c;
+            admitted_at_ = now_;
+        }
         return admitted_ == &c;
     }
     // Brings the server's totals up to date with c's queue and frame.
+    // The common case, nothing held before or now, costs a few loads.
     void account(Connection& c) noexcept {
         const std::size_t q = c.conv.wants_write() ? c.conv.queued() : 0, r = c.conv.reserved();
-        if ((q | r | c.queued | c.receiving) == 0) return;  // nothing held, before or now
+        if ((q | r | c.queued | c.receiving) != 0 || admitted_ == &c) recount(c, q, r);
+    }
+    void recount(Connection& c, std::size_t q, std::size_t r) noexcept {
+        if (admitted_ == &c && c.conv.receiving() < Conversation::min_room) let_go();  // its message is in
         queued_ = queued_ - c.queued + q;
         receiving_ = receiving_ - c.receiving + r;
         c.queued = q;
         c.receiving = r;
-        if (over_budget()) pausing_ = true;  // (process() ends the pause)
-        if (admitted_ == &c && c.conv.receiving() < Conversation::min_room) let_go();
+        if (over_budget() && !pausing_) pause();
+    }
+    // The budget is reached: buffers kept for later (a large string for the
+    // next large frame, a grown write buffer) are given back by every
+    // connection that has nothing in them, so that only what is in flight
+    // is held; process() ends the pause (budget_timers()).
+    void pause() noexcept {
+        pausing_ = true;
+        std::size_t freed = 0;
+        for (auto& k : conns_) {
+            Connection& o = *k;
+            if (o.dead || o.receiving == 0) continue;
+            const std::size_t f = o.conv.shed();
+            if (f == 0) continue;
+            freed += f;
+            receiving_ -= o.receiving;
+            o.receiving = o.conv.reserved();
+            receiving_ += o.receiving;
+        }
+        freed_untrimmed_ += freed;  // (give_back() trims the heap)
     }
     // The admitted frame ended (or its client went): another may start.
     void let_go() noexcept {
@@ -4523,11 +4582,11 @@ private:
     }
     // At the end of process(): the pause ends under the budget; the peers
     // it left unwatched for reading are watched again then, and when the
-    // admitted frame ended. The admitted client that sent nothing for
-    // stall_timeout is dropped.
+    // admitted frame ended. The admitted client whose frame is not complete
+    // stall_timeout after its admission is dropped.
     void budget_timers() {
-        if (admitted_ != nullptr && stall_ms_ >= 0 && now_ - admitted_->conv.last_heard() > stall_ms_) {
-            drop(*admitted_, DropReason::queue_full, Error{Errc::timed_out, ENOBUFS, "a large frame stopped midway past Config::max_total_queued_bytes"});
+        if (admitted_ != nullptr && stall_ms_ >= 0 && now_ - admitted_at_ > stall_ms_) {
+            drop(*admitted_, DropReason::queue_full, Error{Errc::timed_out, ENOBUFS, "a large frame not done in Config::stall_timeout past Config::max_total_queued_bytes"});
         }
         if (!over_budget()) {
             pausing_ = false;
@@ -4828,6 +4887,7 @@ private:
     bool pausing_ = false;               // the budget was reached; process() ends the pause (budget_timers())
     bool rewatch_ = false;               // the pause eased: every peer's poll events again
     Connection* admitted_ = nullptr;     // the one large frame read on past the budget
+    std::int64_t admitted_at_ = 0;
     std::int64_t stall_ms_;              // Config::stall_timeout (negative: none)
     Fd listener_;
     HeldLock lock_;  // holds NAME.lock while serving

@@ -651,6 +651,10 @@ TEST_SUITE("torture") {
 TEST_CASE_FIXTURE(TortureCase, "torture 1: peers that never read are dropped with queue_full; another client's round trips stay under 1 s") {
     Watchdog wd(120);
     config.max_queued_bytes = std::size_t{256} << 10;  // four 64 KiB answers
+    // This case is about the bound for one client; past the server-wide one
+    // (4 x 256 KiB by default, less than these floods hold), every reader
+    // would wait for the floods' stall timers (the crowd case below).
+    config.max_total_queued_bytes = std::size_t{64} << 20;
     start(120);
     auto ctl = ipc.get(name);
     REQUIRE(ctl.has_value());
@@ -887,17 +891,19 @@ TEST_CASE_FIXTURE(TortureCase, "torture 1: a crowd of another user's clients tha
     CHECK(outcomes.find("errno") == std::string::npos);
     CAPTURE(outcomes);
     if (!TORTURE_OWN_ALLOCATOR) {
-        // The budget, plus one 2 MiB frame read and its echo queued when the
-        // budget was just under (the pause starts at the next read), and the
-        // fixed overhead measured on 2 vCPUs: 64 KiB per connection (receive
-        // and write buffers) and 2 MiB of the allocator's and the process's
-        // own. 0.2: one per-client bound (3 MiB) per client, +72 MiB here.
-        CHECK(peak - base <= budget_kb + 2 * static_cast<long>(message >> 10) + crowd * 64 + 2048);
+        // The budget, plus one 2 MiB message read and its echo queued when
+        // the budget was just under (the pause starts at the next read),
+        // one more that the heap keeps after a free until the next
+        // malloc_trim (at most 50 ms), and the fixed overhead: 64 KiB per
+        // connection (receive and write buffers) and 2 MiB of the
+        // allocator's and the process's own. Measured on 2 vCPUs: +12.5 to
+        // +19.7 MiB; without the budget (0.2), +49.5 MiB.
+        CHECK(peak - base <= budget_kb + 3 * static_cast<long>(message >> 10) + crowd * 64 + 2048);
     }
     REQUIRE(echo(*ctl, "still serving").empty());
     REQUIRE(ctl->send(ipc::Message::text("?stop"), ipc::Milliseconds(5000)).has_value());
     const std::string r = server.result(15000);
-    CAPTURE(r);
+    MESSAGE("torture 1: the crowd's drops:", r);
     CHECK(drop_count(r, ipc::DropReason::queue_full) == crowd);
 }
 

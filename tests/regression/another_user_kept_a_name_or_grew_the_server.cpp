@@ -3,17 +3,23 @@
 //   is: an abstract socket named "x\n<seven fields> /our/dir/NAME.sock"
 //   reads as a listener on our path, so a crashed server's stale NAME.sock
 //   looked live (exist(), processes()) and its restart failed with
-//   name_in_use while the attacker's socket stayed open.
+//   name_in_use while the attacker's socket stayed open. The same with a
+//   read lock on NAME.lock, which was readable by whoever could connect.
 // - A sticky, world-writable socket directory (/tmp itself) was trusted,
 //   but another user could create NAME.lock or NAME.sock there first.
-// The third finding, memory queued across clients, is torture 1's crowd.
+// The third finding, memory queued across clients, is torture 1's crowd;
+// here, the large frame read on past the budget cannot be held by a peer
+// that trickles it.
 #include "../support/basics.hpp"
 #include "../support/child.hpp"
+#include "../support/frames.hpp"
 #include "../support/raw_peer.hpp"
 #include "../support/server.hpp"
 #include "../support/temp.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -120,6 +126,65 @@ TEST_CASE_FIXTURE(Case, "regression: another user's abstract socket forging a /p
     attacker.kill_now();
 }
 
+TEST_CASE_FIXTURE(Case, "regression: NAME.lock is ours alone, and another user's read lock on an old readable one keeps no stale name alive") {
+    const struct passwd* user = hostile_user();
+    if (user == nullptr) {
+        MESSAGE("skipped: needs root and the user ipc-hostile (.ci/run creates it)");
+        return;
+    }
+    REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+    config.socket_mode = 0666;  // others may connect (0.2 made NAME.lock 0644 then)
+    reconfigure();
+    const std::string lock = dir.path() + "/srv.lock", sock = ipc.path_of(name);
+    {
+        Child crashed = spawn_server(config, name, 0, CommandReducer{});
+        REQUIRE(wait_live(ipc, name));
+        crashed.kill_now();  // SIGKILL: the socket file and the lock's content stay
+    }
+    struct stat st {};
+    REQUIRE(::lstat(lock.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);  // 0.2: 0644
+    // As an older version left it: readable by all. The other user opens it
+    // and holds a read lock (0.2: exist() true, processes() listed it,
+    // every restart name_in_use).
+    REQUIRE(::chmod(lock.c_str(), 0644) == 0);
+    Pipe ready;
+    Child reader = spawn([user, &lock, &ready]() -> std::string {
+        if (!become(user)) return "become";
+        const int fd = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return "open";
+        struct flock fl {};
+        fl.l_type = F_RDLCK;
+        fl.l_whence = SEEK_SET;
+        if (::fcntl(fd, F_OFD_SETLK, &fl) != 0) return "lock";
+        ready.mark();
+        for (;;) ::pause();
+    });
+    REQUIRE(ready.wait_mark(5000));
+    CHECK_FALSE(ipc.exist(name));
+    CHECK_FALSE(names_contain(ipc.processes(), name));
+    {
+        auto server = ipc.listen(name);
+        REQUIRE(server.has_value());
+        auto loop = server->start(0, CommandReducer{});
+        REQUIRE_FALSE(loop.has_value());  // their lock is on the file: the name cannot be taken while they hold it
+        CHECK(loop.error() == ipc::Errc::name_in_use);
+        CHECK(std::string(loop.error().where).find("read-locked") != std::string::npos);  // but it says why
+    }
+    REQUIRE(::lstat(lock.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);  // and nobody can open it again
+    Child again = spawn([user, &lock]() -> std::string {
+        if (!become(user)) return "become";
+        return ::open(lock.c_str(), O_RDONLY | O_CLOEXEC) < 0 && errno == EACCES ? "refused" : "opened";
+    });
+    CHECK(again.result() == "refused");
+    reader.kill_now();
+    ThreadServer<int> restarted(ipc, name, 0, CommandReducer{});
+    REQUIRE(eventually([&] { return ipc.exist(name); }, 5000));
+    restarted.finish_expecting(0);
+    CHECK_FALSE(file_exists(sock));
+}
+
 TEST_CASE("regression: a sticky directory others can create files in is refused as the socket directory; a squatter's files are neither obeyed nor touched") {
     Watchdog wd;
     TempDir dir;
@@ -207,6 +272,49 @@ TEST_CASE("regression: a sticky directory others can create files in is refused 
     CHECK(sock_after.st_ino == sock_before.st_ino);
     CHECK(sock_after.st_uid == user->pw_uid);
     squatter.kill_now();
+}
+
+TEST_CASE_FIXTURE(Case, "regression: past Config::max_total_queued_bytes, a peer trickling the one large frame read on is dropped after stall_timeout, and the next one goes through") {
+    config.max_message_size = 1u << 20;
+    config.max_total_queued_bytes = 512u << 10;
+    config.stall_timeout = ipc::Milliseconds(600);
+    reconfigure();
+    ThreadServer<int> server(ipc, name, 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name));
+    // A: announces 900 KiB, sends 600 KiB (the budget is passed, and A's
+    // frame is the one read on), then a byte every 100 ms.
+    RawConn a = RawConn::connect(ipc.path_of(name));
+    REQUIRE(a.valid());
+    REQUIRE(a.handshake());
+    const std::string big = frame("application/octet-stream", std::string(std::size_t{900} << 10, 'a'));
+    const std::size_t sent_at_once = (std::size_t{600} << 10) + 32;
+    REQUIRE(a.send(std::string_view(big).substr(0, sent_at_once)));
+    sleep_ms(100);
+    std::atomic<bool> stop{false};
+    std::thread trickle([&] {
+        for (std::size_t i = sent_at_once; i < big.size() && !stop.load(); ++i) {
+            if (!a.send(std::string_view(big).substr(i, 1), 1000)) return;
+            sleep_ms(100);
+        }
+    });
+    // B: a 200 KiB frame, paused behind A's until A is dropped.
+    auto b = ipc.get(name);
+    REQUIRE(b.has_value());
+    const std::string content(std::size_t{200} << 10, 'b');
+    Stopwatch sw;
+    REQUIRE(b->send(ipc::Message::make("application/octet-stream", content).value(), ipc::Milliseconds(5000)).has_value());
+    auto reply = b->wait(ipc::Milliseconds(5000));
+    const std::int64_t took = sw.elapsed();
+    stop.store(true);
+    trickle.join();
+    REQUIRE(reply.has_value());  // before the fix: A's trickle kept B's frame waiting (timed_out)
+    CHECK(reply->content() == content);
+    CHECK(took < 3000);
+    std::string before;
+    CHECK(a.wait_eof(2000, &before));
+    CHECK(server.drops.count(ipc::DropReason::queue_full) == 1);
+    REQUIRE(b->close().has_value());
+    server.finish_expecting(1);
 }
 
 }  // TEST_SUITE
