@@ -1336,14 +1336,15 @@ public:
     std::size_t buffered() const noexcept { return buf_.size() - pos_ + (direct_ ? head_ + body_have_ : 0); }
     // Bytes the current partial frame needs in all (0 when unknown).
     std::size_t wanted() const noexcept { return want_; }
-    // The bytes held for large frames: a receive buffer grown past the
+    // The memory held for large frames, as asked of the allocator (what it
+    // keeps resident is less, or as much): a receive buffer grown past the
     // small one every connection keeps (a frame's first sixteenth, or
-    // frames pipelined), and what came of the frame being received (its
-    // string grows as it comes) or the string kept for the next one
-    // (recycle()). 0 when neither is held.
+    // frames pipelined), and the string of the frame being received
+    // (reserved whole once its first sixteenth is in) or the one kept for
+    // the next (recycle()). 0 when neither is held.
     std::size_t reserved() const noexcept {
         const std::size_t in_buffer = buf_.capacity() > keep_buffer ? buf_.capacity() : 0;
-        return in_buffer + (detail::heap_bytes(body_) != 0 ? body_.size() : 0);
+        return in_buffer + detail::heap_bytes(body_);
     }
     // Gives memory back after a burst of large messages.
     void shrink() {
@@ -4524,19 +4525,24 @@ private:
     // its request. The queues are emptied by writing or by the stall timer;
     // the admitted one's message comes, or the client, not done within
     // stall_timeout of its admission, is dropped (one that trickles a byte
-    // now and then cannot hold the others off). So the pause always ends,
-    // and memory grows by at most one message and its answer past it.
-    bool read_paused(Connection& c) noexcept {
-        if (pausing_ && over_budget() && (c.conv.wants_write() || !admitted(c))) return true;
+    // now and then cannot hold the others off); frames stopped midway are
+    // admitted in turn (budget_timers()), so they end or go. An idle
+    // connection is never admitted: only one being read, or with a frame in
+    // progress. Memory grows by at most one message and its answer past the
+    // budget.
+    // (Asked by watch() too: it admits nobody; read() does, see admit().)
+    bool read_paused(const Connection& c) const noexcept {
+        if (pausing_ && over_budget() && (c.conv.wants_write() || !admissible(c))) return true;
         return c.conv.wants_write() && c.conv.receiving() >= Conversation::min_room && past_limit(c, c.conv.receiving());
     }
     bool over_budget() const noexcept { return queued_ + receiving_ >= budget_; }
-    bool admitted(Connection& c) noexcept {
-        if (admitted_ == nullptr && queued_ == 0) {  // (while answers wait, none)
-            admitted_ = &c;
-            admitted_at_ = now_;
-        }
-        return admitted_ == &c;
+    // The admitted one, or anyone while nobody is and no answer waits.
+    bool admissible(const Connection& c) const noexcept { return admitted_ == &c || (admitted_ == nullptr && queued_ == 0); }
+    // read() is about to read c past the budget: c is the admitted one now.
+    void admit(Connection& c) noexcept {
+        if (!pausing_ || admitted_ != nullptr || !over_budget()) return;
+        admitted_ = &c;
+        admitted_at_ = now_;
     }
     // Brings the server's totals up to date with c's queue and frame.
     // The common case, nothing held before or now, costs a few loads.
@@ -4593,7 +4599,20 @@ private:
             admitted_ = nullptr;
             rewatch_ = true;
         }
-        if (pausing_ && admitted_ == nullptr) rewatch_ = true;  // (a large frame waits: one is admitted at its read)
+        if (pausing_ && admitted_ == nullptr && queued_ == 0) {
+            // Frames stopped midway may be what holds the budget: the first
+            // one in progress is admitted, so that it ends or is dropped in
+            // its turn (a frame that never got a turn would hold it for
+            // ever). Otherwise whoever has something to read is admitted
+            // when it is read (admit()).
+            for (auto& k : conns_) {
+                if (k->dead || k->conv.receiving() < Conversation::min_room) continue;
+                admitted_ = k.get();
+                admitted_at_ = now_;
+                break;
+            }
+            rewatch_ = true;
+        }
         if (!rewatch_) return;
         rewatch_ = false;
         for (auto& c : conns_) {
@@ -4665,6 +4684,7 @@ private:
             if (c.conv.state() == Conversation::State::closed) break;
             if (round > 0) account(c);
             if (read_paused(c)) break;  // flush() below leaves POLLIN out
+            admit(c);
             std::size_t room = 0;
             auto n = receive(c.fd.get(), c.conv, room);
             if (!n) {

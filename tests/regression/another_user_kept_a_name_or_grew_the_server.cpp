@@ -317,4 +317,49 @@ TEST_CASE_FIXTURE(Case, "regression: past Config::max_total_queued_bytes, a peer
     server.finish_expecting(1);
 }
 
+TEST_CASE_FIXTURE(Case, "regression: past Config::max_total_queued_bytes, frames stopped midway are dropped in turn, an idle client is never admitted, and the server reads again") {
+    config.max_message_size = 1u << 20;
+    config.max_total_queued_bytes = 512u << 10;
+    config.stall_timeout = ipc::Milliseconds(1000);
+    reconfigure();
+    ThreadServer<int> server(ipc, name, 0, CommandReducer{});
+    REQUIRE(wait_live(ipc, name));
+    auto idle = ipc.get(name);  // the first connection: first in the server's list, heartbeating
+    REQUIRE(idle.has_value());
+    // A peer that asks and never reads: answers wait for it until its stall
+    // timer drops it, so nobody is admitted when the budget is passed.
+    RawConn hoarder = RawConn::connect(ipc.path_of(name));
+    REQUIRE(hoarder.valid());
+    REQUIRE(hoarder.handshake());
+    std::string pings;  // 768 KB of answers: more than the socket takes, less queued than the budget
+    for (int i = 0; i < 12000; ++i) pings += frame("text/plain", "ping");
+    (void)hoarder.send(pings, 200);  // (it is paused, past the budget, before all is sent)
+    // Four peers each send 200 KiB of a 900 KiB frame and stop: together
+    // past the budget, and never again readable.
+    const std::string big = frame("application/octet-stream", std::string(std::size_t{900} << 10, 'p'));
+    std::vector<RawConn> partial;
+    for (int i = 0; i < 4; ++i) {
+        partial.push_back(RawConn::connect(ipc.path_of(name)));
+        REQUIRE(partial.back().valid());
+        REQUIRE(partial.back().handshake());
+        REQUIRE(partial.back().send(std::string_view(big).substr(0, std::size_t{200} << 10)));
+    }
+    sleep_ms(4000);  // four stall_timeouts
+    // Before the fix, re-watching every peer admitted the idle one; each of
+    // its heartbeats let it go and admitted it again, so the frames stopped
+    // midway were never dropped and nobody else was read again.
+    auto other = ipc.get(name, ipc::Milliseconds(3000));
+    REQUIRE(other.has_value());
+    const std::string content(std::size_t{100} << 10, 'e');
+    REQUIRE(other->send(ipc::Message::make("application/octet-stream", content).value(), ipc::Milliseconds(3000)).has_value());
+    auto back = other->wait(ipc::Milliseconds(3000));
+    REQUIRE(back.has_value());
+    CHECK(back->content() == content);
+    CHECK(ping(*idle) == "pong");
+    CHECK(server.drops.count(ipc::DropReason::queue_full) >= 2);  // stopped frames' senders, and the hoarder (or its queue bound)
+    REQUIRE(idle->close().has_value());
+    REQUIRE(other->close().has_value());
+    CHECK(server.finish().has_value());
+}
+
 }  // TEST_SUITE
