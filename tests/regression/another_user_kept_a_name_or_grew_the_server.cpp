@@ -76,6 +76,16 @@ std::string sources_say(const std::string& path) {
     return said;
 }
 
+// The budget cases' server, on a thread: 1 MiB messages at most, a
+// 512 KiB budget, and the given stall_timeout.
+ThreadServer<int> small_budget_server(Case& k, std::int64_t stall_ms) {
+    k.config.max_message_size = 1u << 20;
+    k.config.max_total_queued_bytes = 512u << 10;
+    k.config.stall_timeout = ipc::Milliseconds(stall_ms);
+    k.reconfigure();
+    return ThreadServer<int>(k.ipc, k.name, 0, CommandReducer{});
+}
+
 }  // namespace
 
 TEST_SUITE("regression") {
@@ -275,11 +285,7 @@ TEST_CASE("regression: a sticky directory others can create files in is refused 
 }
 
 TEST_CASE_FIXTURE(Case, "regression: past Config::max_total_queued_bytes, a peer trickling the one large frame read on is dropped after stall_timeout, and the next one goes through") {
-    config.max_message_size = 1u << 20;
-    config.max_total_queued_bytes = 512u << 10;
-    config.stall_timeout = ipc::Milliseconds(600);
-    reconfigure();
-    ThreadServer<int> server(ipc, name, 0, CommandReducer{});
+    ThreadServer<int> server = small_budget_server(*this, 600);
     REQUIRE(wait_live(ipc, name));
     // A: announces 900 KiB, sends 600 KiB (the budget is passed, and A's
     // frame is the one read on), then a byte every 100 ms.
@@ -318,11 +324,7 @@ TEST_CASE_FIXTURE(Case, "regression: past Config::max_total_queued_bytes, a peer
 }
 
 TEST_CASE_FIXTURE(Case, "regression: past Config::max_total_queued_bytes, frames stopped midway are dropped in turn, an idle client is never admitted, and the server reads again") {
-    config.max_message_size = 1u << 20;
-    config.max_total_queued_bytes = 512u << 10;
-    config.stall_timeout = ipc::Milliseconds(1000);
-    reconfigure();
-    ThreadServer<int> server(ipc, name, 0, CommandReducer{});
+    ThreadServer<int> server = small_budget_server(*this, 1000);
     REQUIRE(wait_live(ipc, name));
     auto idle = ipc.get(name);  // the first connection: first in the server's list, heartbeating
     REQUIRE(idle.has_value());
