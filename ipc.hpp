@@ -1613,13 +1613,13 @@ struct Config {
     // even while the queue is under max_queued_bytes. Negative: no limit.
     Milliseconds stall_timeout{5000};
     // Most bytes a server holds for all its clients together: what is queued
-    // for them, and what their frames being received announce. Past it, the
-    // server reads nothing more from a client that has answers waiting, nor
-    // (while any answer waits) more of a large frame (backpressure: the
-    // kernel's socket buffers fill and the client's send blocks); the
-    // clients that read are served on, and one that takes nothing for
-    // stall_timeout is dropped (DropReason::queue_full). 0 = 4 times the
-    // bound for one client (max_queued_bytes): about 261 MiB by default.
+    // for them, and the buffers their large frames take. Past it, buffers
+    // kept for later are given back and one client at a time is read, once
+    // no answer waits anywhere (backpressure: the kernel's socket buffers
+    // fill and the others' sends block); a client that takes nothing for
+    // stall_timeout, or does not finish its frame within stall_timeout of
+    // its turn, is dropped (DropReason::queue_full). 0 = 4 times the bound
+    // for one client (max_queued_bytes): about 261 MiB by default.
     std::size_t max_total_queued_bytes = 0;
     // Most connections a server keeps; one more is accepted, sent
     // `connection close` and closed at once (DropReason::too_many_connections).
@@ -2131,7 +2131,7 @@ inline Result<Unit> check_directory(const std::string& dir) {
             if (::lstat(at.c_str(), &st) != 0) return fail(Errc::directory, errno, "lstat");
             const bool last = i == dir.size();
             if (!trusted_directory(st, last)) {
-                if (last && (st.st_mode & S_ISVTX) != 0 && S_ISDIR(st.st_mode) && (st.st_uid == ::geteuid() || st.st_uid == 0))
+                if (last && trusted_directory(st, false))  // (fine as an ancestor: sticky)
                     return fail(Errc::insecure_directory, EPERM, "socket directory is shared (sticky, writable by others): another user could take a name first; Config::allow_shared_directory accepts that");
                 return fail(Errc::insecure_directory, EPERM, "directory or ancestor writable by others, or not ours");
             }
@@ -4210,7 +4210,7 @@ struct Connection {
     std::size_t heap_at = 0;   // in ServerCore::timers_
     std::int64_t due = never;  // its key there: conv.due() when last scheduled
     std::size_t queued = 0;    // ServerCore's count of it (account())
-    std::size_t receiving = 0;
+    std::size_t reserved = 0;
     bool dead = false;
 };
 
@@ -4535,7 +4535,7 @@ private:
         if (pausing_ && over_budget() && (c.conv.wants_write() || !admissible(c))) return true;
         return c.conv.wants_write() && c.conv.receiving() >= Conversation::min_room && past_limit(c, c.conv.receiving());
     }
-    bool over_budget() const noexcept { return queued_ + receiving_ >= budget_; }
+    bool over_budget() const noexcept { return queued_ + reserved_ >= budget_; }
     // The admitted one, or anyone while nobody is and no answer waits.
     bool admissible(const Connection& c) const noexcept { return admitted_ == &c || (admitted_ == nullptr && queued_ == 0); }
     // read() is about to read c past the budget: c is the admitted one now.
@@ -4548,14 +4548,14 @@ private:
     // The common case, nothing held before or now, costs a few loads.
     void account(Connection& c) noexcept {
         const std::size_t q = c.conv.wants_write() ? c.conv.queued() : 0, r = c.conv.reserved();
-        if ((q | r | c.queued | c.receiving) != 0 || admitted_ == &c) recount(c, q, r);
+        if ((q | r | c.queued | c.reserved) != 0 || admitted_ == &c) recount(c, q, r);
     }
     void recount(Connection& c, std::size_t q, std::size_t r) noexcept {
         if (admitted_ == &c && c.conv.receiving() < Conversation::min_room) let_go();  // its message is in
         queued_ = queued_ - c.queued + q;
-        receiving_ = receiving_ - c.receiving + r;
+        reserved_ = reserved_ - c.reserved + r;
         c.queued = q;
-        c.receiving = r;
+        c.reserved = r;
         if (over_budget() && !pausing_) pause();
     }
     // The budget is reached: buffers kept for later (a large string for the
@@ -4564,18 +4564,13 @@ private:
     // is held; process() ends the pause (budget_timers()).
     void pause() noexcept {
         pausing_ = true;
-        std::size_t freed = 0;
         for (auto& k : conns_) {
-            Connection& o = *k;
-            if (o.dead || o.receiving == 0) continue;
-            const std::size_t f = o.conv.shed();
-            if (f == 0) continue;
-            freed += f;
-            receiving_ -= o.receiving;
-            o.receiving = o.conv.reserved();
-            receiving_ += o.receiving;
+            if (k->dead || k->reserved == 0) continue;
+            const std::size_t freed = k->conv.shed();
+            if (freed == 0) continue;
+            freed_untrimmed_ += freed;  // (give_back() trims the heap)
+            account(*k);
         }
-        freed_untrimmed_ += freed;  // (give_back() trims the heap)
     }
     // The admitted frame ended (or its client went): another may start.
     void let_go() noexcept {
@@ -4745,7 +4740,7 @@ private:
                     // one: its connection's decoder may keep it to receive
                     // the next large frame into (until it is idle).
                     if (scratch_.content().capacity() > large_content) {
-                        if (pausing_ == 0) c.conv.recycle(std::move(scratch_.content()));  // (not past the budget)
+                        if (!pausing_) c.conv.recycle(std::move(scratch_.content()));  // (not past the budget)
                         std::string().swap(scratch_.content());
                     }
                     break;
@@ -4798,8 +4793,8 @@ private:
         c.fd.reset();
         pfds_[2 + c.index].fd = -1;
         queued_ -= c.queued;
-        receiving_ -= c.receiving;
-        c.queued = c.receiving = 0;
+        reserved_ -= c.reserved;
+        c.queued = c.reserved = 0;
         if (admitted_ == &c) let_go();
         heap_remove(c);
         ++dead_;
@@ -4903,7 +4898,7 @@ private:
     std::size_t queue_limit_;            // see queue_limit()
     std::size_t budget_;                 // Config::max_total_queued_bytes, see account()
     std::size_t queued_ = 0;             // the sum of the connections' `queued`
-    std::size_t receiving_ = 0;          // and of their `receiving`
+    std::size_t reserved_ = 0;           // and of their `reserved`
     bool pausing_ = false;               // the budget was reached; process() ends the pause (budget_timers())
     bool rewatch_ = false;               // the pause eased: every peer's poll events again
     Connection* admitted_ = nullptr;     // the one large frame read on past the budget

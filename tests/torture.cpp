@@ -382,6 +382,21 @@ bool send_all(int fd, std::string_view bytes, int* err, std::int64_t timeout_ms 
     return true;
 }
 
+// A raw client that will read nothing (a 4 KiB receive buffer), connected
+// to path, non-blocking, past the handshake, in `out`: "" or what failed.
+std::string connect_hoarder(const std::string& path, RawConn& out) {
+    struct sockaddr_un addr {};
+    socklen_t len = 0;
+    if (!fill_address(path, addr, len)) return "address";
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int small = 4096;
+    (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    if (fd < 0 || ::connect(fd, reinterpret_cast<const struct sockaddr*>(&addr), len) != 0) return "connect";
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    out = RawConn(fd);
+    return out.handshake() ? "" : "handshake";
+}
+
 // Length prefix of a frame: u16 type length, type, u32 content length.
 std::string frame_prefix(std::string_view type, std::uint32_t content_len) {
     std::string f = frame(type, "");
@@ -751,16 +766,9 @@ TEST_CASE_FIXTURE(TortureCase, "torture 1: a peer that sends 16 MiB echoes and n
     const long base = rss_kb(server.pid());
     const std::string path = ipc.path_of(name);
     Child hoarder = spawn([&path]() -> std::string {
-        struct sockaddr_un addr {};
-        socklen_t len = 0;
-        if (!fill_address(path, addr, len)) return "address";
-        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        const int small = 4096;
-        (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-        if (fd < 0 || ::connect(fd, reinterpret_cast<const struct sockaddr*>(&addr), len) != 0) return "connect";
-        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-        RawConn c(fd);
-        if (!c.handshake()) return "handshake";
+        RawConn c;
+        const std::string failed = connect_hoarder(path, c);
+        if (!failed.empty()) return failed;
         const std::string request = frame("application/octet-stream", generate(std::size_t{16} << 20, 2));
         int err = 0;
         for (int i = 0; i < 4; ++i) {
@@ -841,16 +849,9 @@ TEST_CASE_FIXTURE(TortureCase, "torture 1: a crowd of another user's clients tha
     for (int i = 0; i < crowd; ++i) {
         hoarders.push_back(spawn([&path, user, message]() -> std::string {
             if (user != nullptr && !become(user)) return "become";
-            struct sockaddr_un addr {};
-            socklen_t len = 0;
-            if (!fill_address(path, addr, len)) return "address";
-            const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            const int small = 4096;
-            (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-            if (fd < 0 || ::connect(fd, reinterpret_cast<const struct sockaddr*>(&addr), len) != 0) return "connect";
-            ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-            RawConn c(fd);
-            if (!c.handshake()) return "handshake";
+            RawConn c;
+            const std::string failed = connect_hoarder(path, c);
+            if (!failed.empty()) return failed;
             const std::string request = frame("application/octet-stream", generate(message - 64, 2));
             int err = 0;
             for (int n = 0; n < 8; ++n) {

@@ -174,12 +174,9 @@ TEST_CASE_FIXTURE(Case, "regression: NAME.lock is ours alone, and another user's
     CHECK_FALSE(ipc.exist(name));
     CHECK_FALSE(names_contain(ipc.processes(), name));
     {
-        auto server = ipc.listen(name);
-        REQUIRE(server.has_value());
-        auto loop = server->start(0, CommandReducer{});
-        REQUIRE_FALSE(loop.has_value());  // their lock is on the file: the name cannot be taken while they hold it
-        CHECK(loop.error() == ipc::Errc::name_in_use);
-        CHECK(std::string(loop.error().where).find("read-locked") != std::string::npos);  // but it says why
+        const ipc::Error e = start_refused(config, name);  // their lock is on the file: the name cannot be taken while they hold it
+        CHECK(e == ipc::Errc::name_in_use);
+        CHECK(std::string(e.where).find("read-locked") != std::string::npos);  // but it says why
     }
     REQUIRE(::lstat(lock.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);  // and nobody can open it again
@@ -207,13 +204,9 @@ TEST_CASE("regression: a sticky directory others can create files in is refused 
 
     // 0.2 served here; whoever could create files there could take the name first.
     {
-        ipc::Ipc ipc(test_config(shared));
-        auto server = ipc.listen(name);
-        REQUIRE(server.has_value());
-        auto loop = server->start(0, CommandReducer{});
-        REQUIRE_FALSE(loop.has_value());
-        CHECK(loop.error() == ipc::Errc::insecure_directory);
-        CHECK(std::string(loop.error().where).find("Config::allow_shared_directory") != std::string::npos);
+        const ipc::Error e = start_refused(test_config(shared), name);
+        CHECK(e == ipc::Errc::insecure_directory);
+        CHECK(std::string(e.where).find("Config::allow_shared_directory") != std::string::npos);
         CHECK_FALSE(file_exists(sock));
         CHECK_FALSE(file_exists(lock));
     }
@@ -245,14 +238,7 @@ TEST_CASE("regression: a sticky directory others can create files in is refused 
     REQUIRE(lock_before.st_uid == user->pw_uid);
 
     // Still refused, with the reason, before anything is touched.
-    {
-        ipc::Ipc ipc(test_config(shared));
-        auto server = ipc.listen(name);
-        REQUIRE(server.has_value());
-        auto loop = server->start(0, CommandReducer{});
-        REQUIRE_FALSE(loop.has_value());
-        CHECK(loop.error() == ipc::Errc::insecure_directory);
-    }
+    CHECK(start_refused(test_config(shared), name) == ipc::Errc::insecure_directory);
     // Told the directory is shared: the squatter's lock is not obeyed as a
     // server's, nor taken over; a clear error, and their files as they were.
     ipc::Config relaxed = test_config(shared);

@@ -85,14 +85,7 @@ int concurrent_listen(const std::string& dir, bool stale) {
 
 // A server named "srv" on config: listen() works, and start() refuses the
 // directory with insecure_directory, or (accepted) starts.
-void refused_as_insecure(const ipc::Config& config) {
-    ipc::Ipc ipc(config);
-    auto server = ipc.listen(name_of("srv"));
-    REQUIRE(server.has_value());
-    auto loop = server->start(0, CommandReducer{});
-    REQUIRE_FALSE(loop.has_value());
-    CHECK(loop.error() == ipc::Errc::insecure_directory);
-}
+void refused_as_insecure(const ipc::Config& config) { CHECK(start_refused(config, name_of("srv")) == ipc::Errc::insecure_directory); }
 void accepted(const ipc::Config& config) {
     ipc::Ipc ipc(config);
     auto server = ipc.listen(name_of("srv"));

@@ -49,6 +49,17 @@ struct CommandReducer {
     }
 };
 
+// What start() on `name` (a CommandReducer from 0) fails with, once
+// listen() has worked (both REQUIREd).
+inline ipc::Error start_refused(const ipc::Config& config, const ipc::Name& name) {
+    ipc::Ipc ipc(config);
+    auto server = ipc.listen(name);
+    REQUIRE(server.has_value());
+    auto loop = server->start(0, CommandReducer{});
+    REQUIRE_FALSE(loop.has_value());
+    return loop.error();
+}
+
 // One round trip: send `what`, wait for the reply; its content, or
 // "send <errc>" / "reply <errc>".
 inline std::string ask(ipc::Process& p, std::string_view what, std::int64_t timeout_ms = 3000) {
